@@ -1,0 +1,152 @@
+"""The `mmkit` command: train, eval, predict.
+
+Imports of torch/transformers happen inside the commands, so `mmkit --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mmkit.errors import UserError, exit_on_user_error
+
+EPILOG_TRAIN = """\
+examples:
+  mmkit train recipes/configs/sentiment_minilm.yaml
+  mmkit train recipes/configs/sentiment_minilm.yaml train.epochs=1 lora.r=16 train.output_dir=runs/try2
+  mmkit train recipes/configs/sentiment_minilm.yaml train.resume=true      # continue an interrupted run
+  accelerate launch recipes/sentiment.py --config recipes/configs/sentiment_minilm.yaml   # same code
+
+Any config key can be overridden as key=value (YAML syntax for the value: lora.target_modules=[query,value]).
+Keys and their defaults:
+"""
+
+
+def _train_epilog() -> str:
+    from mmkit.config import describe_keys
+
+    return EPILOG_TRAIN + describe_keys()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmkit",
+        description="Fine-tune pretrained models with LoRA for NER, sentiment, translation and image+text "
+        "sentiment; evaluate and use the results.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `mmkit COMMAND --help` for the options and examples of each command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train",
+        help="fine-tune from a YAML config",
+        description="Fine-tune a model from a YAML config: train, keep the best checkpoint, save the adapter "
+        "with its head and tokenizer, evaluate on the test split.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_train_epilog(),
+    )
+    train.add_argument("config", help="YAML config file (see recipes/configs/)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.epochs=1")
+
+    ev = sub.add_parser(
+        "eval",
+        help="evaluate a run or Hub adapter on a dataset",
+        description="Evaluate a trained run (its folder, or a Hub repo id) and write metrics.json.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --data my_test.jsonl\n"
+        "  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --split validation --output eval_val/",
+    )
+    ev.add_argument("run", help="run directory, or Hub repo id (owner/name)")
+    ev.add_argument("--data", help="file or Hub dataset id to evaluate on (default: the run's own data.<split>)")
+    ev.add_argument("--split", default="test", help="split name: which data.<split> to use, or the Hub split (default: test)")
+    ev.add_argument("--output", help="folder for metrics.json and plots (default: RUN/eval)")
+    ev.add_argument("--batch-size", type=int, help="rows per batch (default: the run's eval batch size)")
+    ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
+
+    pr = sub.add_parser(
+        "predict",
+        help="predict for one input",
+        description="Load a trained run (folder or Hub repo id) and predict for one input.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='examples:\n  mmkit predict runs/sentiment-all-MiniLM-L6-v2 "a warm, funny film"\n'
+        '  mmkit predict runs/sentiment-all-MiniLM-L6-v2 "dull" --json',
+    )
+    pr.add_argument("run", help="run directory, or Hub repo id (owner/name)")
+    pr.add_argument("text", help="the input text")
+    pr.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from mmkit.config import load_config
+    from mmkit.finetune import finetune
+
+    finetune(load_config(args.config, args.overrides))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from mmkit.inference import evaluate_run, load_trained
+
+    trained = load_trained(args.run, args.revision)
+    result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
+    print(f"{extra['data']} ({extra['num_examples']:,} rows, {extra['eval_runtime_s']} s):")
+    print(trained.task.format_metrics(result))
+    print(f"metrics written to {path}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from mmkit.inference import load_trained, predict
+
+    trained = load_trained(args.run, args.revision)
+    prediction = predict(trained, {"text": args.text})
+    print(json.dumps(prediction, ensure_ascii=False) if args.json else trained.task.format_prediction(prediction))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return COMMANDS[args.command](args)
+
+
+def recipe_main(task: str, argv: list[str] | None = None) -> int:
+    """Entry point of `recipes/<task>.py --config FILE [key=value ...]`: the same run as `mmkit train`."""
+    parser = argparse.ArgumentParser(
+        prog=f"recipes/{task}.py",
+        description=f"Fine-tune for {task}. Launch with `accelerate launch recipes/{task}.py --config FILE` "
+        "(one or many processes) or plain `python`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_train_epilog(),
+    )
+    parser.add_argument("--config", required=True, help="YAML config file (see recipes/configs/)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    args = parser.parse_args(argv)
+
+    @exit_on_user_error
+    def run() -> int:
+        from mmkit.config import load_config
+        from mmkit.finetune import finetune
+
+        cfg = load_config(args.config, args.overrides)
+        if cfg.task != task:
+            raise UserError(f"{args.config} is a '{cfg.task}' config; run it with recipes/{cfg.task}.py or mmkit train")
+        finetune(cfg)
+        return 0
+
+    return run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Loading data splits (local files or Hub datasets) with errors that name the file and the row.
+
+Every split becomes a `datasets.Dataset` wrapped in a `Split`, which remembers where its rows came from so
+that any later check (a missing column, an unknown label) can point at `train.jsonl line 17`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmkit.errors import UserError
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Split:
+    """One split of rows plus where they came from."""
+
+    name: str  # train | validation | test (or what the user asked for)
+    origin: str  # the file path or `hub:owner/name:split`
+    dataset: Any  # datasets.Dataset
+    path: Path | None = None  # local file, when there is one
+    rows: list[int] | None = None  # original row of each dataset row, after subsampling
+
+    def source_row(self, i: int) -> int:
+        return self.rows[i] if self.rows is not None else i
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def where(self, row: int) -> str:
+        """A human pointer to 0-based row `row`: `data/train.jsonl line 18` or `hub:x/y:train row 18`."""
+        row = self.source_row(row)
+        if self.path is not None and self.path.suffix == ".jsonl":
+            return f"{self.path} line {_jsonl_line_of_row(self.path, row)}"
+        if self.path is not None and self.path.suffix in (".csv", ".tsv"):
+            return f"{self.path} row {row + 1} (line {row + 2}, after the header)"
+        return f"{self.origin} row {row + 1}"
+
+    def require_columns(self, *columns: str, config_key_of: dict[str, str] | None = None) -> None:
+        present = list(self.dataset.column_names)
+        for column in columns:
+            if column not in present:
+                key = (config_key_of or {}).get(column)
+                fix = f"set {key}=<column>" if key else "rename the column"
+                raise UserError(
+                    f"{self.origin}: no column '{column}' (columns: {', '.join(present) or 'none'}); {fix}"
+                )
+
+
+def load_split(source: str, name: str, hub_config: str | None = None) -> Split:
+    """Load one split from a local file or a Hub dataset id (`owner/name` or `owner/name:split`)."""
+    path = Path(source).expanduser()
+    if path.suffix.lower() in FILE_BUILDERS or path.exists() or source.startswith((".", "/", "~")):
+        split = _load_file(path, name)
+    else:
+        split = _load_hub(source, name, hub_config)
+    if len(split) == 0:
+        raise UserError(f"{split.origin}: the {name} split has no rows; point data.{name} at a file with data")
+    return split
+
+
+def _load_file(path: Path, name: str) -> Split:
+    import datasets
+
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        what = "a folder, not a file" if path.is_dir() else "not found"
+        raise UserError(f"data.{name}: {path} is {what}; give the path to a .jsonl, .json, .csv, .tsv or .parquet file")
+    if suffix not in FILE_BUILDERS:
+        raise UserError(f"data.{name}: {path} has an unsupported extension '{suffix}'; use .jsonl, .json, .csv, .tsv or .parquet")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty; the {name} split needs rows")
+    builder = FILE_BUILDERS[suffix]
+    kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    try:
+        # `data_files` names the one file: `data_dir` would also pick up every other file in its folder.
+        dataset = datasets.load_dataset(builder, data_files={name: str(path)}, split=name, **kwargs)
+    except Exception as err:  # noqa: BLE001 - turned into a precise message below
+        raise UserError(_diagnose_unreadable(path, err)) from None
+    return Split(name=name, origin=str(path), dataset=dataset, path=path)
+
+
+def _load_hub(dataset_id: str, name: str, hub_config: str | None) -> Split:
+    import datasets
+
+    repo, _, split_name = dataset_id.partition(":")
+    split_name = split_name or name
+    origin = f"hub:{repo}:{split_name}"
+    try:
+        dataset = datasets.load_dataset(repo, hub_config, split=split_name)
+    except Exception as err:  # noqa: BLE001 - network, missing split, missing dataset: all user-fixable
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"data.{name}: could not load Hub dataset '{repo}' split '{split_name}': {first_line} "
+            f"(a local file path must exist; a Hub id needs network access)"
+        ) from None
+    return Split(name=name, origin=origin, dataset=dataset)
+
+
+def _diagnose_unreadable(path: Path, err: Exception) -> str:
+    """Find the row that broke the loader and say what is wrong with it."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open(encoding="utf-8") as handle:
+                for line_no, line in enumerate(handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as bad:
+                        return f"{path} line {line_no}: not valid JSON ({bad.msg}); fix or remove that line"
+                    if not isinstance(row, dict):
+                        return f"{path} line {line_no}: expected a JSON object {{...}}, got {type(row).__name__}"
+        elif suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif suffix in (".csv", ".tsv"):
+            with path.open(encoding="utf-8", newline="") as handle:
+                reader = csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+                header = next(reader, [])
+                for line_no, row in enumerate(reader, 2):
+                    if row and len(row) != len(header):
+                        return (
+                            f"{path} line {line_no}: {len(row)} fields where the header has {len(header)}; "
+                            "quote fields that contain the delimiter"
+                        )
+    except UnicodeDecodeError as bad:
+        return f"{path}: not UTF-8 text (byte {bad.start}); save the file as UTF-8"
+    except json.JSONDecodeError as bad:
+        return f"{path} line {bad.lineno}: not valid JSON ({bad.msg})"
+    cause = err.__cause__ or err
+    return f"{path}: could not be read ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+
+
+def _jsonl_line_of_row(path: Path, row: int) -> int:
+    """1-based line number of the `row`-th non-blank line (the JSON loader skips blank lines)."""
+    seen = -1
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, 1):
+            if line.strip():
+                seen += 1
+                if seen == row:
+                    return line_no
+    return row + 1
+
+
+def check_text_column(split: Split, column: str, config_key: str) -> None:
+    """Every row's `column` is a non-empty string, else a UserError naming the row."""
+    split.require_columns(column, config_key_of={column: config_key})
+    for i, value in enumerate(split.dataset[column]):
+        if not isinstance(value, str):
+            raise UserError(f"{split.where(i)}: '{column}' is {value!r}, expected text; fix or remove the row")
+        if not value.strip():
+            raise UserError(f"{split.where(i)}: '{column}' is empty; fix or remove the row")
+
+
+def subsample(split: Split, max_rows: int | None, seed: int) -> Split:
+    """The first `max_rows` rows after a seeded shuffle (the whole split when `max_rows` is empty).
+
+    Same rows as `dataset.shuffle(seed=seed).select(range(max_rows))`; error messages keep the file's row
+    numbers.
+    """
+    if max_rows is None or max_rows >= len(split):
+        return split
+    if max_rows <= 0:
+        raise UserError(f"max rows for the {split.name} split must be positive, got {max_rows}")
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(split))[:max_rows]
+    dataset = split.dataset.select(order).flatten_indices()
+    rows = [split.source_row(int(i)) for i in order]
+    return Split(name=split.name, origin=split.origin, dataset=dataset, path=split.path, rows=rows)

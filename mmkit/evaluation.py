@@ -1,0 +1,80 @@
+"""The one evaluation loop (used while training and by `mmkit eval`) and what it writes.
+
+Batches are sorted by length (least padding), run under `inference_mode`, and every output is gathered
+with `gather_for_metrics`, which drops the samples a multi-process run repeats to even out the last batch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from mmkit.batching import EvalBatchSampler
+from mmkit.plots import plot_confusion_matrix
+from mmkit.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json
+from mmkit.tasks.base import EvalResult, Task
+
+
+def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_memory: bool = False):
+    from torch.utils.data import DataLoader
+
+    lengths = dataset["length"]
+    return DataLoader(
+        dataset.remove_columns("length"),
+        batch_sampler=EvalBatchSampler(lengths, batch_size),
+        collate_fn=collator,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
+
+
+def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | None, desc: str = "eval") -> EvalResult:
+    import torch
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    collected: dict[str, list[Any]] = defaultdict(list)
+    with torch.inference_mode(), accelerator.autocast():
+        for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+            row_index = batch.pop("row_index", None)
+            outputs = task.eval_step(model, batch)
+            if row_index is not None:
+                outputs["row_index"] = row_index
+            for key, value in outputs.items():
+                if isinstance(value, torch.Tensor):
+                    if value.dim() > 1:  # token-level outputs differ in length between processes
+                        value = accelerator.pad_across_processes(value, dim=1, pad_index=-100)
+                    collected[key].append(accelerator.gather_for_metrics(value).cpu())
+                else:
+                    collected[key].extend(accelerator.gather_for_metrics(list(value), use_gather_object=True))
+    if was_training:
+        model.train()
+    merged = {key: _concat(values) if values and isinstance(values[0], torch.Tensor) else values for key, values in collected.items()}
+    return task.compute_metrics(merged, labels)
+
+
+def _concat(tensors: list):
+    """Concatenate along dim 0, padding dim 1 with -100 where batches differ in length."""
+    import torch
+
+    if tensors[0].dim() > 1:
+        width = max(t.shape[1] for t in tensors)
+        tensors = [torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]), value=-100) for t in tensors]
+    return torch.cat(tensors)
+
+
+def write_eval_outputs(result: EvalResult, output_dir: Path, split: str, extra: dict[str, Any] | None = None) -> Path:
+    """metrics.json (flat keys) plus the plots the result carries; returns the metrics file."""
+    metrics: dict[str, Any] = {"split": split, **result.metrics, **(extra or {})}
+    path = output_dir / METRICS_FILE
+    atomic_write_json(path, metrics)
+    if "confusion_matrix" in result.details:
+        plot_confusion_matrix(
+            result.details["confusion_matrix"],
+            result.details["labels"],
+            output_dir / CONFUSION_PLOT_FILE,
+            title=f"confusion matrix ({split})",
+        )
+    return path

@@ -1,0 +1,134 @@
+"""A fine-tuning run from start to end. The recipes in `recipes/` and `mmkit train` both call `finetune`.
+
+Everything that can be wrong with the user's input (config, files, rows, labels, the model) is checked before
+the output directory is touched, so a bad run leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from mmkit.backbones import model_id_for_records, resolve_model_path
+from mmkit.config import Config
+from mmkit.data import SPLITS, Split, load_split, subsample
+from mmkit.errors import UserError
+from mmkit.evaluation import write_eval_outputs
+from mmkit.modeling import attach_lora, model_family
+from mmkit.plots import plot_loss_curve
+from mmkit.run_dir import LOSS_PLOT_FILE, RunDir, move_into
+from mmkit.tasks import get_task
+from mmkit.trainer import Trainer, make_accelerator, peak_memory_mb
+
+
+def default_output_dir(cfg: Config) -> str:
+    model = model_id_for_records(cfg.model.name_or_path).rstrip("/").rsplit("/", 1)[-1]
+    return str(Path("runs") / f"{cfg.task}-{model}")
+
+
+def load_splits(cfg: Config) -> dict[str, Split]:
+    """The configured splits as raw rows (train required), subsampled as the config asks."""
+    if not cfg.data.train:
+        raise UserError("data.train is not set; point it at a training file (e.g. data.train=data/train.jsonl)")
+    splits = {}
+    for name in SPLITS:
+        source = getattr(cfg.data, name)
+        if source:
+            split = load_split(source, name, cfg.data.hub_config)
+            limit = cfg.data.max_train_rows if name == "train" else cfg.data.max_eval_rows
+            splits[name] = subsample(split, limit, cfg.data.shuffle_seed)
+    return splits
+
+
+def finetune(cfg: Config) -> dict[str, Any]:
+    """Train, pick the best checkpoint, save the adapter + head + processor, evaluate on test; return metrics."""
+    from accelerate.utils import set_seed
+
+    started = time.perf_counter()
+    task = get_task(cfg.task)
+    if cfg.train.output_dir is None:
+        cfg.train.output_dir = default_output_dir(cfg)
+    run = RunDir(cfg.train.output_dir)
+    run.claim(resume=bool(cfg.train.resume), overwrite=cfg.train.overwrite)
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.train.seed)
+
+    # 1. Data: read and validate every split, settle the label set.
+    data = task.load_data(cfg, load_splits(cfg))
+
+    # 2. Model: processor, pretrained backbone + new head, LoRA.
+    source = resolve_model_path(cfg.model.name_or_path)
+    processor = task.load_processor(cfg, source)
+    notes = list(data.notes)
+    prepared = {}
+    with accelerator.main_process_first():  # the main process tokenizes and caches; the others reuse it
+        for name, split in data.splits.items():
+            prepared[name], split_notes = task.prepare(split, processor, cfg, data.labels)
+            notes += split_notes
+    model = task.load_model(cfg, source, data.labels, processor)
+    family = model_family(model)
+    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type)
+
+    # 3. Only now, with everything checked, write into the output directory.
+    if accelerator.is_main_process:
+        if cfg.train.overwrite and not cfg.train.resume:
+            run.clear()
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(cfg)
+        run.write_labels(data.labels)
+    accelerator.wait_for_everyone()
+
+    trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
+    if cfg.train.resume:
+        trainer.resume_from(cfg.train.resume)
+    trainer.banner(
+        f"mmkit | task {task.name} | model {model_id_for_records(cfg.model.name_or_path)} ({family.name})", notes
+    )
+
+    # 4. Train, then keep the best weights by the validation metric.
+    trainer.train()
+    if trainer.load_best():
+        accelerator.print(
+            f"best checkpoint: step {trainer.state['best_step']} ({trainer.metric} {trainer.state['best_metric']:.4f})"
+        )
+
+    # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo.
+    if accelerator.is_main_process:
+        staging = run.staging("model")
+        accelerator.unwrap_model(trainer.model).save_pretrained(staging, safe_serialization=True)
+        processor.save_pretrained(staging)
+        move_into(staging, run.path)
+    accelerator.wait_for_everyone()
+
+    # 6. Evaluate on test (or validation), write metrics and plots.
+    final_split = "test" if "test" in prepared else ("validation" if "validation" in prepared else None)
+    state = trainer.state
+    summary = {
+        "train_runtime_s": round(state["train_seconds"], 2),
+        "train_samples_per_s": round(state["train_samples"] / max(state["train_seconds"], 1e-9), 2),
+        "train_steps": state["global_step"],
+        "best_step": state["best_step"],
+        "peak_memory_mb": round(peak_memory_mb(), 1),
+    }
+    metrics: dict[str, Any] = {}
+    if final_split:
+        eval_started = time.perf_counter()
+        result = trainer.evaluate(final_split)
+        summary["eval_runtime_s"] = round(time.perf_counter() - eval_started, 2)
+        summary["wall_time_s"] = round(time.perf_counter() - started, 2)
+        if accelerator.is_main_process:
+            write_eval_outputs(result, run.path, final_split, extra=summary)
+            accelerator.print(f"{final_split} metrics ({len(prepared[final_split]):,} rows):")
+            accelerator.print(task.format_metrics(result))
+        metrics = {"split": final_split, **result.metrics, **summary}
+    if accelerator.is_main_process:
+        trainer.write_train_log()
+        plot_loss_curve(state["history"], run.file(LOSS_PLOT_FILE), metric=trainer.metric)
+        accelerator.print(
+            f"done in {time.perf_counter() - started:.1f} s (training {summary['train_runtime_s']} s, "
+            f"{summary['train_samples_per_s']} samples/s, peak memory {summary['peak_memory_mb']:.0f} MB); "
+            f"run saved to {run.path}"
+        )
+    accelerator.end_training()
+    return metrics

@@ -1,0 +1,77 @@
+"""Using a finished run (a local run dir or a Hub repo laid out the same way): load, evaluate, predict."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmkit.backbones import resolve_model_path
+from mmkit.config import Config
+from mmkit.data import load_split
+from mmkit.errors import UserError
+from mmkit.evaluation import eval_loader, run_evaluation, write_eval_outputs
+from mmkit.run_dir import RunDir, resolve_run
+from mmkit.tasks import EvalResult, Task, get_task
+
+
+@dataclass
+class TrainedModel:
+    run: RunDir
+    cfg: Config
+    task: Task
+    model: Any
+    processor: Any
+    labels: list[str] | None
+
+
+def load_trained(run_or_repo: str, revision: str | None = None) -> TrainedModel:
+    """Base model + the run's head and adapter (or the run's full weights), in eval mode."""
+    run = resolve_run(run_or_repo, revision)
+    cfg = run.read_config()
+    task = get_task(cfg.task)
+    labels = run.read_labels()
+    processor = task.load_processor(cfg, str(run.path))
+    if run.has_adapter:
+        from peft import PeftModel
+
+        base = task.load_model(cfg, resolve_model_path(cfg.model.name_or_path), labels, processor)
+        model = PeftModel.from_pretrained(base, str(run.path))
+    else:
+        model = task.load_model(cfg, str(run.path), labels, processor)
+    model.eval()
+    return TrainedModel(run, cfg, task, model, processor, labels)
+
+
+def evaluate_run(
+    trained: TrainedModel, data: str | None, split: str = "test", output: str | Path | None = None, batch_size: int | None = None
+) -> tuple[EvalResult, dict[str, Any], Path]:
+    """Evaluate on a file or Hub dataset (default: the run's own `data.<split>`); write metrics.json.
+
+    Returns the result, the run facts written beside the metrics, and the metrics file."""
+    from accelerate import Accelerator
+
+    cfg, task = trained.cfg, trained.task
+    source = data or getattr(cfg.data, split, None)
+    if not source:
+        raise UserError(f"no data to evaluate: pass --data PATH (the run's config has no data.{split})")
+    raw = load_split(source, split, cfg.data.hub_config)
+    task_data = task.load_data(cfg, {split: raw}, labels=trained.labels)
+    dataset, _notes = task.prepare(task_data.splits[split], trained.processor, cfg, trained.labels)
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
+    model = accelerator.prepare(trained.model)
+    loader = accelerator.prepare(
+        eval_loader(dataset, task.collator(trained.processor), batch_size or cfg.train.eval_batch_size or 2 * cfg.train.batch_size)
+    )
+    started = time.perf_counter()
+    result = run_evaluation(task, model, loader, accelerator, trained.labels, desc=f"eval {split}")
+    seconds = time.perf_counter() - started
+    out_dir = Path(output) if output else trained.run.path / "eval"
+    extra = {"num_examples": len(dataset), "eval_runtime_s": round(seconds, 2), "data": str(source)}
+    path = write_eval_outputs(result, out_dir, split, extra=extra) if accelerator.is_main_process else out_dir
+    return result, extra, path
+
+
+def predict(trained: TrainedModel, inputs: dict[str, Any]) -> Any:
+    return trained.task.predict(trained.model, trained.processor, trained.cfg, trained.labels, inputs)

@@ -1,0 +1,372 @@
+"""The one training loop: every task and every backbone trains through `Trainer.train`.
+
+Accelerate does devices, processes, mixed precision, gradient accumulation and state saving. Checkpoints hold
+only the trainable weights (LoRA + head), the optimizer, scheduler, RNG states and the position in the data,
+so `train.resume` continues exactly where a run stopped: same batches, same result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mmkit.batching import TrainBatchSampler
+from mmkit.config import Config
+from mmkit.errors import UserError
+from mmkit.evaluation import eval_loader, run_evaluation
+from mmkit.modeling import load_trainable_state_dict, parameter_counts, trainable_state_dict
+from mmkit.run_dir import TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
+from mmkit.tasks.base import EvalResult, Task
+
+TRAINABLE_FILE = "trainable.safetensors"
+STATE_FILE = "trainer_state.json"
+BEST_DIR = "best"
+
+
+def make_accelerator(cfg: Config):
+    import torch
+    from accelerate import Accelerator
+
+    if cfg.train.mixed_precision not in ("no", "bf16", "fp16"):
+        raise UserError(f"train.mixed_precision must be no, bf16 or fp16, got {cfg.train.mixed_precision!r}")
+    has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+    return Accelerator(
+        gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
+        mixed_precision=cfg.train.mixed_precision,
+        # Several CPU processes (torchrun / accelerate launch --multi_gpu without GPUs) must still form one
+        # gloo group; without cpu=True each process would silently train alone.
+        cpu=not has_accelerator,
+        step_scheduler_with_optimizer=False,
+        dynamo_backend="inductor" if cfg.train.torch_compile else None,
+    )
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: GPU memory on a GPU, resident set size on a CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+class Trainer:
+    def __init__(self, cfg: Config, task: Task, model, processor, datasets: dict[str, Any], labels, run: RunDir, accelerator):
+        self.cfg = cfg
+        self.task = task
+        self.processor = processor
+        self.datasets = datasets
+        self.labels = labels
+        self.run = run
+        self.acc = accelerator
+        self.metric = cfg.train.metric_for_best or task.default_metric
+        self.greater_is_better = not self.metric.endswith("loss") and task.greater_is_better
+        self.state: dict[str, Any] = {
+            "global_step": 0,
+            "epoch": 0,
+            "batches_in_epoch": 0,  # per-process batches of `epoch` already trained on
+            "best_metric": None,
+            "best_step": None,
+            "history": [],
+            "train_seconds": 0.0,
+            "train_samples": 0,
+        }
+        self._build(model)
+
+    # ------------------------------------------------------------------------------------------------------
+    def _build(self, model) -> None:
+        import torch
+        from torch.utils.data import DataLoader
+        from transformers import get_scheduler
+
+        cfg, acc = self.cfg.train, self.acc
+        pin = torch.cuda.is_available()
+        collator = self.task.collator(self.processor)
+        train = self.datasets["train"]
+        self.sampler = TrainBatchSampler(train["length"], cfg.batch_size, cfg.seed, cfg.group_by_length)
+        train_loader = DataLoader(
+            train.remove_columns([c for c in ("length", "row_index") if c in train.column_names]),
+            batch_sampler=self.sampler,
+            collate_fn=collator,
+            num_workers=cfg.num_workers,
+            pin_memory=pin,
+        )
+        self.eval_loaders = {
+            name: acc.prepare(eval_loader(ds, collator, cfg.eval_batch_size or 2 * cfg.batch_size, cfg.num_workers, pin))
+            for name, ds in self.datasets.items()
+            if name != "train"
+        }
+        if cfg.gradient_checkpointing:
+            # Non-reentrant checkpointing works with DDP and with frozen inputs (LoRA).
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        decay, no_decay = [], []
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 else decay).append(param)  # no decay on biases and norms
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+        )
+        self.model, self.optimizer, self.train_loader = acc.prepare(model, optimizer, train_loader)
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_loader) / cfg.gradient_accumulation_steps))
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        if self.total_steps <= 0:
+            raise UserError("nothing to train: set train.epochs or train.max_steps to a positive number")
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        # Not prepared: it steps once per optimizer step, on every process alike.
+        self.scheduler = get_scheduler(
+            cfg.lr_scheduler,
+            optimizer,
+            num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
+            num_training_steps=self.total_steps,
+        )
+        acc.register_for_checkpointing(self.scheduler)
+        acc.register_save_state_pre_hook(self._save_trainable_hook)
+        acc.register_load_state_pre_hook(self._load_trainable_hook)
+
+    # -- checkpoints hold the trainable weights only ------------------------------------------------------
+    def _save_trainable_hook(self, models, weights, output_dir) -> None:
+        from safetensors.torch import save_file
+
+        if self.acc.is_main_process:
+            state = trainable_state_dict(self.acc.unwrap_model(models[0]))
+            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(Path(output_dir) / TRAINABLE_FILE))
+        weights.clear()  # accelerate would otherwise save the whole (frozen) model again
+
+    def _load_trainable_hook(self, models, input_dir) -> None:
+        from safetensors.torch import load_file
+
+        load_trainable_state_dict(self.acc.unwrap_model(models[0]), load_file(str(Path(input_dir) / TRAINABLE_FILE)))
+        models.clear()
+
+    def save_checkpoint(self) -> None:
+        acc = self.acc
+        name = f"step-{self.state['global_step']:07d}"
+        tmp = self.run.checkpoints / f".tmp-{name}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            atomic_write_json(tmp / STATE_FILE, self.state)
+            final = self.run.checkpoints / name
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)  # a checkpoint folder exists only once complete
+            keep = self.cfg.train.keep_checkpoints
+            old = sorted(p for p in self.run.checkpoints.glob("step-*") if p.is_dir())
+            for stale in old[:-keep] if keep > 0 else []:
+                shutil.rmtree(stale)
+        acc.wait_for_everyone()
+
+    def resume_from(self, where: bool | str) -> None:
+        if where is True:
+            found = sorted(p for p in self.run.checkpoints.glob("step-*") if p.is_dir())
+            if not found:
+                raise UserError(
+                    f"train.resume=true but {self.run.checkpoints} holds no checkpoint; start without train.resume"
+                )
+            path = found[-1]
+        else:
+            path = Path(where)
+            if not (path / STATE_FILE).is_file():
+                raise UserError(f"train.resume: {path} is not a checkpoint folder (no {STATE_FILE})")
+        self.acc.load_state(str(path))
+        self.state = json.loads((path / STATE_FILE).read_text())
+        self.acc.print(f"resumed from {path} at step {self.state['global_step']}")
+
+    def _save_best(self) -> None:
+        from safetensors.torch import save_file
+
+        if self.acc.is_main_process:
+            best = self.run.checkpoints / BEST_DIR
+            best.mkdir(parents=True, exist_ok=True)
+            state = trainable_state_dict(self.acc.unwrap_model(self.model))
+            tmp = best / f".{TRAINABLE_FILE}.tmp"
+            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(tmp))
+            tmp.replace(best / TRAINABLE_FILE)
+        self.acc.wait_for_everyone()
+
+    def load_best(self) -> bool:
+        """Put the best weights (by the validation metric) back into the model, if any were kept."""
+        from safetensors.torch import load_file
+
+        path = self.run.checkpoints / BEST_DIR / TRAINABLE_FILE
+        if self.state["best_step"] is None or not path.is_file():
+            return False
+        load_trainable_state_dict(self.acc.unwrap_model(self.model), load_file(str(path)))
+        return True
+
+    # ------------------------------------------------------------------------------------------------------
+    def banner(self, title: str, notes: list[str]) -> None:
+        cfg, acc = self.cfg, self.acc
+        trainable, total = parameter_counts(self.acc.unwrap_model(self.model))
+        sizes = ", ".join(f"{name} {len(ds):,}" for name, ds in self.datasets.items())
+        global_batch = cfg.train.batch_size * acc.num_processes * cfg.train.gradient_accumulation_steps
+        if cfg.lora.enabled:
+            peft_cfg = next(iter(self.acc.unwrap_model(self.model).peft_config.values()))
+            targets = peft_cfg.target_modules
+            targets = ", ".join(sorted(targets)) if isinstance(targets, (set, list)) else targets
+            method = f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} on {targets}"
+        else:
+            method = "full fine-tuning"
+        lines = [
+            title,
+            f"  examples   {sizes}" + (f" | {len(self.labels)} labels: {', '.join(self.labels)}" if self.labels else ""),
+            f"  hardware   {acc.num_processes} process(es) on {acc.device.type}, precision {acc.mixed_precision}",
+            f"  batches    {cfg.train.batch_size} per process x {acc.num_processes} process(es) x "
+            f"{cfg.train.gradient_accumulation_steps} accumulation = {global_batch} global; "
+            f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps in all ({self.num_epochs} epoch(s))",
+            f"  training   {method}; trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)",
+            f"  output     {self.run.path}",
+        ]
+        lines += [f"  note       {note}" for note in notes]
+        acc.print("\n".join(lines), flush=True)
+
+    def evaluate(self, split: str) -> EvalResult:
+        return run_evaluation(self.task, self.model, self.eval_loaders[split], self.acc, self.labels, desc=f"eval {split}")
+
+    def _validate(self) -> str:
+        """Evaluate on validation, record it, keep the best weights; return a short summary."""
+        if "validation" not in self.eval_loaders:
+            return ""
+        result = self.evaluate("validation")
+        value = result.metrics.get(self.metric)
+        if value is None:
+            raise UserError(
+                f"train.metric_for_best={self.metric!r} is not a metric of task {self.task.name}; "
+                f"choose one of: {', '.join(k for k, v in result.metrics.items() if isinstance(v, float))}"
+            )
+        record = {"kind": "eval", "step": self.state["global_step"], "epoch": self.state["epoch"], **result.metrics}
+        self.state["history"].append(record)
+        best = self.state["best_metric"]
+        improved = best is None or (value > best if self.greater_is_better else value < best)
+        if improved:
+            self.state["best_metric"], self.state["best_step"] = value, self.state["global_step"]
+            self._save_best()
+        shown = [self.metric] + [k for k in ("accuracy", "f1", "bleu") if k in result.metrics and k != self.metric]
+        return "val " + " ".join(f"{k} {result.metrics[k]:.4f}" for k in shown) + (" (best)" if improved else "")
+
+    def train(self) -> None:
+        import torch
+        from tqdm.auto import tqdm
+
+        cfg, acc, state = self.cfg.train, self.acc, self.state
+        self.model.train()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=state["global_step"],
+            desc="train",
+            unit="step",
+            disable=not acc.is_local_main_process,
+            dynamic_ncols=True,
+        )
+        say = bar.write if acc.is_local_main_process else (lambda _line: None)
+        window_loss, window_batches = torch.zeros((), device=acc.device), 0
+        # train_seconds counts the training steps only: evaluation and checkpoint writing are left out.
+        clock = _Stopwatch(state["train_seconds"])
+        done = state["global_step"] >= self.total_steps
+        while not done:
+            self.sampler.set_epoch(state["epoch"])
+            loader = self.train_loader
+            if state["batches_in_epoch"]:
+                loader = acc.skip_first_batches(self.train_loader, state["batches_in_epoch"])
+            epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    loss = self.model(**batch).loss
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.max_grad_norm:
+                        acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                state["batches_in_epoch"] += 1
+                state["train_samples"] += _batch_size(batch) * acc.num_processes
+                window_loss += loss.detach().float()
+                window_batches += 1
+                if not acc.sync_gradients:
+                    continue
+                if not acc.optimizer_step_was_skipped:
+                    self.scheduler.step()
+                state["global_step"] += 1
+                step = state["global_step"]
+                done = step >= self.total_steps
+                bar.update(1)
+                if step % cfg.log_every == 0 or done:
+                    mean_loss = acc.reduce(window_loss / window_batches, reduction="mean").item()
+                    epoch_loss, epoch_batches = epoch_loss + mean_loss * window_batches, epoch_batches + window_batches
+                    window_loss.zero_()
+                    window_batches = 0
+                    lr = self.scheduler.get_last_lr()[0]
+                    state["history"].append({"kind": "train", "step": step, "epoch": state["epoch"], "loss": mean_loss, "lr": lr})
+                    bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    with clock.paused():
+                        summary = self._validate()
+                    if summary:
+                        say(f"step {step} | {summary}")
+                if cfg.save_every and step % cfg.save_every == 0 and not done:
+                    state["train_seconds"] = clock.seconds()
+                    with clock.paused():
+                        self.save_checkpoint()
+                if done:
+                    break
+            finished_epoch = state["batches_in_epoch"] >= len(self.train_loader)
+            epoch_number = state["epoch"] + 1
+            if finished_epoch:
+                state["epoch"] += 1
+                state["batches_in_epoch"] = 0
+            summary = ""
+            if not cfg.eval_every:
+                with clock.paused():
+                    summary = self._validate()
+            loss_text = f"loss {epoch_loss / epoch_batches:.4f}" if epoch_batches else "loss -"
+            say(
+                f"epoch {epoch_number}/{self.num_epochs} | step {state['global_step']} | {loss_text}"
+                + (f" | {summary}" if summary else "")
+                + f" | {time.perf_counter() - epoch_start:.1f} s"
+            )
+            state["train_seconds"] = clock.seconds()
+            if cfg.save_every is None and not done:
+                with clock.paused():
+                    self.save_checkpoint()
+        bar.close()
+        state["train_seconds"] = clock.seconds()
+        acc.wait_for_everyone()
+
+    def write_train_log(self) -> None:
+        if self.acc.is_main_process:
+            lines = "".join(json.dumps(record) + "\n" for record in self.state["history"])
+            atomic_write_text(self.run.file(TRAIN_LOG_FILE), lines)
+
+
+def _batch_size(batch) -> int:
+    return len(next(iter(batch.values())))
+
+
+class _Stopwatch:
+    """Seconds spent training, continuing from `start`, with pauses left out."""
+
+    def __init__(self, start: float = 0.0):
+        self.start = start
+        self.began = time.perf_counter()
+        self.paused_total = 0.0
+
+    def seconds(self) -> float:
+        return self.start + time.perf_counter() - self.began - self.paused_total
+
+    @contextlib.contextmanager
+    def paused(self):
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused_total += time.perf_counter() - began
