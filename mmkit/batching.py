@@ -25,9 +25,18 @@ class TrainBatchSampler:
         self.seed = seed
         self.group_by_length = group_by_length
         self.epoch = 0
+        self.skip_once = 0
 
     def set_epoch(self, epoch: int) -> None:
+        # Accelerate's DataLoaderShard calls this with its iteration count at every `iter()`.
         self.epoch = epoch
+
+    def skip_next(self, batches: int) -> None:
+        """Resume mid-epoch: the next pass leaves out the batches already trained on.
+
+        Skipping here (not by wrapping the DataLoader) keeps the global RNG untouched, so dropout masks after a
+        resume are the ones an uninterrupted run draws."""
+        self.skip_once = batches
 
     def batches(self) -> list[list[int]]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -46,7 +55,8 @@ class TrainBatchSampler:
         return [full[i] for i in torch.randperm(len(full), generator=generator).tolist()] + tail
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
+        skip, self.skip_once = self.skip_once, 0
+        return iter(self.batches()[skip:])
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.batch_size)

@@ -17,6 +17,7 @@ from mmkit.tasks.base import EvalResult, Task
 
 
 def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_memory: bool = False):
+    import torch
     from torch.utils.data import DataLoader
 
     lengths = dataset["length"]
@@ -26,6 +27,7 @@ def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_me
         collate_fn=collator,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        generator=torch.Generator(),  # leaves the global RNG (dropout) untouched: resume stays exact
     )
 
 

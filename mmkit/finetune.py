@@ -115,6 +115,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if final_split:
         eval_started = time.perf_counter()
         result = trainer.evaluate(final_split)
+        summary["num_examples"] = len(prepared[final_split])
         summary["eval_runtime_s"] = round(time.perf_counter() - eval_started, 2)
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         if accelerator.is_main_process:

@@ -98,6 +98,9 @@ class Trainer:
             collate_fn=collator,
             num_workers=cfg.num_workers,
             pin_memory=pin,
+            # Its own generator: starting an epoch's iterator must not draw from the global RNG that drives
+            # dropout, or a resumed run would see different dropout masks than an uninterrupted one.
+            generator=torch.Generator().manual_seed(cfg.seed),
         )
         self.eval_loaders = {
             name: acc.prepare(eval_loader(ds, collator, cfg.eval_batch_size or 2 * cfg.batch_size, cfg.num_workers, pin))
@@ -275,12 +278,13 @@ class Trainer:
         clock = _Stopwatch(state["train_seconds"])
         done = state["global_step"] >= self.total_steps
         while not done:
-            self.sampler.set_epoch(state["epoch"])
-            loader = self.train_loader
-            if state["batches_in_epoch"]:
-                loader = acc.skip_first_batches(self.train_loader, state["batches_in_epoch"])
+            # The prepared loader passes the epoch on to the sampler (the batch order depends on seed + epoch
+            # only); on resume, each process has already taken batches_in_epoch of the batches dealt out.
+            self.train_loader.set_epoch(state["epoch"])
+            self.sampler.set_epoch(state["epoch"])  # also when a multi-process shard wrapper sits in between
+            self.sampler.skip_next(state["batches_in_epoch"] * acc.num_processes)
             epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
-            for batch in loader:
+            for batch in self.train_loader:
                 with acc.accumulate(self.model):
                     loss = self.model(**batch).loss
                     acc.backward(loss)

@@ -1,0 +1,62 @@
+"""The config contract: YAML + dotted overrides, types checked, unknown keys caught with a suggestion."""
+
+from __future__ import annotations
+
+import pytest
+
+from mmkit.config import Config, describe_keys, load_config, yaml_load
+from mmkit.errors import UserError
+
+
+def test_defaults_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("task: sentiment\ntrain:\n  epochs: 2\n  learning_rate: 1e-3\nlora:\n  r: 4\n")
+    cfg = load_config(path, ["train.epochs=5", "lora.target_modules=[query,value]", "data.labels=[neg,pos]"])
+    assert isinstance(cfg, Config)
+    assert cfg.train.epochs == 5  # the override wins over the file
+    assert cfg.train.learning_rate == pytest.approx(1e-3)  # YAML 1.2: 1e-3 is a float, not a string
+    assert cfg.lora.r == 4 and cfg.lora.enabled is True  # file value, then the default
+    assert cfg.lora.target_modules == ["query", "value"]
+    assert cfg.data.labels == ["neg", "pos"]
+
+
+def test_yaml_12_booleans_only_true_false():
+    # YAML 1.1 turns `no`/`on` into booleans: a label named "no" must stay a string.
+    assert yaml_load("[no, yes, on, true, 5e-4]") == ["no", "yes", "on", True, 5e-4]
+
+
+def test_resume_accepts_bool_or_path():
+    assert load_config(None, ["train.resume=true"]).train.resume is True
+    assert load_config(None, ["train.resume=runs/x/checkpoints/step-10"]).train.resume == "runs/x/checkpoints/step-10"
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(None, {"task": "sentiment", "train.epochs": 7, "data.labels": ["a", "b"]})
+    path = tmp_path / "again.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path).to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "did you mean 'train.epochs'"),
+        ("train.epochs=three", "train.epochs"),
+        ("lora.enabled=maybe", "lora.enabled"),
+        ("trainepochs", "key=value"),
+    ],
+)
+def test_bad_overrides_are_user_errors(override, message):
+    with pytest.raises(UserError, match=message):
+        load_config(None, [override])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(UserError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_help_lists_every_key_with_its_default():
+    text = describe_keys()
+    for key in ("model.name_or_path", "data.train", "lora.target_modules", "train.gradient_accumulation_steps"):
+        assert key in text

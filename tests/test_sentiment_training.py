@@ -1,0 +1,162 @@
+"""Sentiment end to end on tiny random BERT and GPT-2 checkpoints: the loss falls, the toy task is learnt,
+the saved adapter + head reloads on a fresh base to identical logits, resume equals an uninterrupted run,
+and `mmkit eval` / `mmkit predict` reproduce what training reported."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import run_cli, sentiment_overrides
+from safetensors.torch import load_file
+
+from mmkit.backbones import resolve_model_path
+from mmkit.config import load_config
+from mmkit.finetune import finetune
+from mmkit.inference import evaluate_run, load_trained, predict
+from mmkit.modeling import attach_lora, load_trainable_state_dict
+from mmkit.tasks import get_task
+
+LEARN = {"train.epochs": 20, "train.learning_rate": 1e-2, "lora.dropout": 0.0}
+
+
+def _history(run):
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def _assert_learnt(run, metrics):
+    losses = [r["loss"] for r in _history(run) if r["kind"] == "train"]
+    assert sum(losses[-3:]) / 3 < 0.5 * sum(losses[:3]) / 3, losses  # the loss falls by more than half
+    assert metrics["accuracy"] >= 0.95, metrics
+
+
+@pytest.fixture(scope="module")
+def bert_run(tiny_bert, toy_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bert-run") / "run"
+    metrics = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, out, **LEARN)))
+    return out, metrics
+
+
+def test_tiny_bert_lora_learns_and_writes_a_complete_run(bert_run):
+    run, metrics = bert_run
+    _assert_learnt(run, metrics)
+    names = {p.name for p in run.iterdir()}
+    for expected in (
+        "config.yaml", "labels.json", "metrics.json", "train_log.jsonl", "loss_curve.png", "confusion_matrix.png",
+        "adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "checkpoints",
+    ):
+        assert expected in names, f"{expected} missing from the run dir: {sorted(names)}"
+    assert not [n for n in names if n.startswith(".")], "no staging leftovers"
+    assert json.loads((run / "labels.json").read_text()) == ["negative", "positive"]
+    on_disk = json.loads((run / "metrics.json").read_text())
+    assert on_disk["accuracy"] == metrics["accuracy"] and on_disk["num_examples"] == 80
+    adapter_keys = load_file(str(run / "adapter_model.safetensors")).keys()
+    assert any("classifier" in k for k in adapter_keys), "the new head must be saved with the adapter"
+    assert any("lora_A" in k for k in adapter_keys)
+
+
+def test_adapter_reloads_on_a_fresh_base_to_identical_logits(bert_run, toy_data):
+    run, _ = bert_run
+    cfg = load_config(run / "config.yaml")
+    task = get_task("sentiment")
+    trained = load_trained(str(run))  # fresh base + PEFT adapter from the run dir
+    # The exact weights training ended with (best checkpoint), put into another fresh base by hand.
+    labels = json.loads((run / "labels.json").read_text())
+    reference = task.load_model(cfg, resolve_model_path(cfg.model.name_or_path), labels, trained.processor)
+    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type)
+    load_trainable_state_dict(reference, load_file(str(run / "checkpoints" / "best" / "trainable.safetensors")))
+    reference.eval()
+    texts = [json.loads(line)["text"] for line in toy_data["test"].read_text().splitlines()[:16]]
+    batch = trained.processor(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
+
+
+def test_eval_command_reproduces_training_metrics(bert_run, tmp_path):
+    run, metrics = bert_run
+    proc = run_cli("eval", str(run), "--output", str(tmp_path / "eval"))
+    assert proc.returncode == 0, proc.stderr
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for key in ("accuracy", "macro_f1", "weighted_f1", "negative/f1", "positive/recall"):
+        assert evaluated[key] == metrics[key], key
+    assert "accuracy" in proc.stdout and (tmp_path / "eval" / "confusion_matrix.png").is_file()
+
+
+def test_predict_command(bert_run):
+    run, _ = bert_run
+    proc = run_cli("predict", str(run), "the film was really good", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["label"] == "positive"
+    assert set(out["probabilities"]) == {"negative", "positive"}
+    assert abs(sum(out["probabilities"].values()) - 1) < 1e-4
+    assert predict(load_trained(str(run)), {"text": "this meal was awful"})["label"] == "negative"
+
+
+def test_tiny_gpt2_lora_learns(tiny_gpt2, toy_data, tmp_path):
+    out = tmp_path / "run"
+    metrics = finetune(load_config(None, sentiment_overrides(tiny_gpt2, toy_data, out, **LEARN)))
+    _assert_learnt(out, metrics)
+    # GPT-2 attention is a Conv1D: the adapter must carry fan_in_fan_out and hit c_attn.
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["fan_in_fan_out"] is True and adapter["target_modules"] == ["c_attn"]
+    trained = load_trained(str(out))
+    assert trained.model.base_model.model.config.pad_token_id is not None
+
+
+def test_full_fine_tuning_goes_through_the_same_loop(tiny_bert, toy_data, tmp_path):
+    out = tmp_path / "run"
+    overrides = sentiment_overrides(tiny_bert, toy_data, out, **{"lora.enabled": False, "train.learning_rate": 2e-3, "train.epochs": 6})
+    metrics = finetune(load_config(None, overrides))
+    _assert_learnt(out, metrics)
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    result, _, _ = evaluate_run(load_trained(str(out)), None, output=tmp_path / "eval")
+    assert result.metrics["accuracy"] == metrics["accuracy"]
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted_training(tiny_bert, toy_data, tmp_path, monkeypatch):
+    from mmkit.trainer import Trainer
+
+    # 6 epochs of 20 steps, a checkpoint every 30 steps (mid-epoch), dropout on: everything must line up.
+    common = {"train.epochs": 6, "train.save_every": 30, "train.keep_checkpoints": 0, "lora.dropout": 0.1}
+    whole = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "whole", **common)))
+
+    original = Trainer.save_checkpoint
+    calls = {"n": 0}
+
+    def crash_after_second_checkpoint(self):
+        original(self)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise _Interrupted  # the process dies at step 60, mid-epoch 3
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", crash_after_second_checkpoint)
+    interrupted = tmp_path / "interrupted"
+    with pytest.raises(_Interrupted):
+        finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, interrupted, **common)))
+    monkeypatch.setattr(Trainer, "save_checkpoint", original)
+    assert not (interrupted / "metrics.json").exists()
+
+    resumed = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, interrupted, **common, **{"train.resume": True})))
+    for key in ("accuracy", "macro_f1", "best_step", "train_steps"):
+        assert resumed[key] == whole[key], key
+    a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
+    b = load_file(str(interrupted / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    losses = lambda run: [(r["step"], r["loss"]) for r in _history(run) if r["kind"] == "train"]  # noqa: E731
+    assert losses(interrupted) == losses(tmp_path / "whole")
+
+
+def test_overwrite_replaces_a_previous_run(bert_run, tiny_bert, toy_data, tmp_path):
+    run, _ = bert_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "stale.txt").write_text("from the old run")
+    finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, copy, **{"train.epochs": 1, "train.overwrite": True})))
+    assert not (copy / "stale.txt").exists() and (copy / "metrics.json").is_file()
