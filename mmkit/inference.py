@@ -50,7 +50,7 @@ def evaluate_run(
     """Evaluate on a file or Hub dataset (default: the run's own `data.<split>`); write metrics.json.
 
     Returns the result, the run facts written beside the metrics, and the metrics file."""
-    from accelerate import Accelerator
+    from mmkit.trainer import make_accelerator
 
     cfg, task = trained.cfg, trained.task
     source = data or getattr(cfg.data, split, None)
@@ -59,8 +59,8 @@ def evaluate_run(
     raw = load_split(source, split, cfg.data.hub_config)
     task_data = task.load_data(cfg, {split: raw}, labels=trained.labels)
     dataset, _notes = task.prepare(task_data.splits[split], trained.processor, cfg, trained.labels)
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
-    model = accelerator.prepare(trained.model)
+    accelerator = make_accelerator(cfg)
+    model = accelerator.prepare_model(trained.model, evaluation_mode=True)  # no DDP wrapper: nothing trains
     loader = accelerator.prepare(
         eval_loader(dataset, task.collator(trained.processor), batch_size or cfg.train.eval_batch_size or 2 * cfg.train.batch_size)
     )
