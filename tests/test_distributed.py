@@ -80,3 +80,12 @@ def test_two_processes_match_one(no_dropout_bert, toy_data, tmp_path):
     assert m1["negative/support"] + m1["positive/support"] == 80
     # The training run's own test metrics (computed with 2 processes) agree with both.
     assert json.loads((run / "metrics.json").read_text())["accuracy"] == m1["accuracy"]
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "recipes" / "accelerate").glob("*.yaml")) + [REPO / "accelerate_config.yaml"], ids=lambda p: p.name)
+def test_shipped_accelerate_configs_load(config):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    loaded = load_config_from_file(str(config))
+    assert loaded.num_processes >= 1
+    assert "accelerate launch --config_file" in config.read_text(), "each variant documents its launch command"
