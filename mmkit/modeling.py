@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from mmkit.backbones import Family, family_of, lora_targets, model_id_for_records
@@ -9,6 +10,9 @@ from mmkit.config import Config, ModelConfig
 from mmkit.errors import UserError
 
 DTYPES = ("float32", "bfloat16", "float16")
+
+# PEFT 0.21 still calls this transformers 5 deprecation on every get_peft_model; it is not the user's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 def pretrained_kwargs(model_cfg: ModelConfig, source: str, local: bool = False) -> dict[str, Any]:
