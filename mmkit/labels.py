@@ -7,7 +7,7 @@ training split (integers 0..max, or the sorted distinct strings).
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from mmkit.data import Split
 from mmkit.errors import UserError
@@ -58,8 +58,10 @@ def infer_label_names(values: Iterable[tuple[int, Any]], split: Split, column: s
     return sorted(seen)
 
 
-def encode_label(value: Any, names: list[str], where: str, column: str, origin_of_names: str) -> int:
-    """The class id of one label value, or a UserError that says how to fix the row."""
+def encode_label(value: Any, names: list[str], where: Callable[[], str], column: str, origin_of_names: str) -> int:
+    """The class id of one label value, or a UserError that says how to fix the row.
+
+    `where` is called only on error: finding a row's line in a large file is not free."""
     kind = _kind(value)
     if kind == "int" and 0 <= value < len(names):
         return value
@@ -73,6 +75,6 @@ def encode_label(value: Any, names: list[str], where: str, column: str, origin_o
     else:
         problem = f"label {value!r} is not in the label set [{shown}]"
     raise UserError(
-        f"{where}: {problem} ({origin_of_names}); fix the row, or list every label in data.labels"
+        f"{where()}: {problem} ({origin_of_names}); fix the row, or list every label in data.labels"
     )
 

@@ -34,7 +34,7 @@ class ClassificationTask(Task):
             raise UserError(f"{reference.origin}: only one label ({names[0]!r}) found; classification needs at least two")
         for name, split in splits.items():
             ids = [
-                encode_label(value, names, split.where(i), column, origin)
+                encode_label(value, names, lambda i=i: split.where(i), column, origin)
                 for i, value in label_values(split, column, "data.label_column")
             ]
             dataset = split.dataset
