@@ -15,6 +15,9 @@ from typing import Any
 from mmkit.errors import UserError
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+# CoNLL column files (one token per line, tag last, blank line between sentences): read by mmkit.ner_data.
+CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2")
+SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet or a CoNLL column file (.conll, .bio, .iob)"
 SPLITS = ("train", "validation", "test")
 
 
@@ -27,6 +30,7 @@ class Split:
     dataset: Any  # datasets.Dataset
     path: Path | None = None  # local file, when there is one
     rows: list[int] | None = None  # original row of each dataset row, after subsampling
+    row_lines: list[int] | None = None  # 1-based first line of each original row, for multi-line formats
 
     def source_row(self, i: int) -> int:
         return self.rows[i] if self.rows is not None else i
@@ -37,6 +41,8 @@ class Split:
     def where(self, row: int) -> str:
         """A human pointer to 0-based row `row`: `data/train.jsonl line 18` or `hub:x/y:train row 18`."""
         row = self.source_row(row)
+        if self.path is not None and self.row_lines is not None:
+            return f"{self.path} line {self.row_lines[row]}"
         if self.path is not None and self.path.suffix == ".jsonl":
             return f"{self.path} line {_jsonl_line_of_row(self.path, row)}"
         if self.path is not None and self.path.suffix in (".csv", ".tsv"):
@@ -57,7 +63,7 @@ class Split:
 def load_split(source: str, name: str, hub_config: str | None = None) -> Split:
     """Load one split from a local file or a Hub dataset id (`owner/name` or `owner/name:split`)."""
     path = Path(source).expanduser()
-    if path.suffix.lower() in FILE_BUILDERS or path.exists() or source.startswith((".", "/", "~")):
+    if path.suffix.lower() in (*FILE_BUILDERS, *CONLL_SUFFIXES) or path.exists() or source.startswith((".", "/", "~")):
         split = _load_file(path, name)
     else:
         split = _load_hub(source, name, hub_config)
@@ -72,11 +78,16 @@ def _load_file(path: Path, name: str) -> Split:
     suffix = path.suffix.lower()
     if not path.is_file():
         what = "a folder, not a file" if path.is_dir() else "not found"
-        raise UserError(f"data.{name}: {path} is {what}; give the path to a .jsonl, .json, .csv, .tsv or .parquet file")
-    if suffix not in FILE_BUILDERS:
-        raise UserError(f"data.{name}: {path} has an unsupported extension '{suffix}'; use .jsonl, .json, .csv, .tsv or .parquet")
+        raise UserError(f"data.{name}: {path} is {what}; give the path to a {SUPPORTED} file")
+    if suffix not in FILE_BUILDERS and suffix not in CONLL_SUFFIXES:
+        raise UserError(f"data.{name}: {path} has an unsupported extension '{suffix}'; use {SUPPORTED}")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty; the {name} split needs rows")
+    if suffix in CONLL_SUFFIXES:
+        from mmkit.ner_data import read_conll
+
+        dataset, lines = read_conll(path)
+        return Split(name=name, origin=str(path), dataset=dataset, path=path, row_lines=lines)
     builder = FILE_BUILDERS[suffix]
     kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
     try:
@@ -176,4 +187,4 @@ def subsample(split: Split, max_rows: int | None, seed: int) -> Split:
     order = np.random.default_rng(seed).permutation(len(split))[:max_rows]
     dataset = split.dataset.select(order).flatten_indices()
     rows = [split.source_row(int(i)) for i in order]
-    return Split(name=split.name, origin=split.origin, dataset=dataset, path=split.path, rows=rows)
+    return Split(split.name, split.origin, dataset, path=split.path, rows=rows, row_lines=split.row_lines)

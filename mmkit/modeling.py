@@ -43,7 +43,7 @@ def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str =
         raise UserError(_loading_error(source, what, err)) from None
 
 
-def load_tokenizer(source: str, model_cfg: ModelConfig):
+def load_tokenizer(source: str, model_cfg: ModelConfig, **extra):
     import transformers
     from transformers import AutoTokenizer
 
@@ -51,7 +51,7 @@ def load_tokenizer(source: str, model_cfg: ModelConfig):
     kwargs = pretrained_kwargs(model_cfg, source)
     kwargs.pop("dtype")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs, **extra)
     except (OSError, ValueError, KeyError) as err:
         raise UserError(_loading_error(source, "tokenizer", err)) from None
     ensure_pad_token(tokenizer)

@@ -93,7 +93,7 @@ class Trainer:
         train = self.datasets["train"]
         self.sampler = TrainBatchSampler(train["length"], cfg.batch_size, cfg.seed, cfg.group_by_length)
         train_loader = DataLoader(
-            train.remove_columns([c for c in ("length", "row_index") if c in train.column_names]),
+            train.remove_columns([c for c in ("length", "row_index", *self.task.eval_only_columns) if c in train.column_names]),
             batch_sampler=self.sampler,
             collate_fn=collator,
             num_workers=cfg.num_workers,

@@ -10,6 +10,7 @@ from mmkit.tasks.base import EvalResult, Task, TaskData
 # name -> "module:Class"; imported on use so that `mmkit --help` stays fast.
 TASKS = {
     "sentiment": "mmkit.tasks.sentiment:SentimentTask",
+    "ner": "mmkit.tasks.ner:NerTask",
 }
 
 

@@ -35,6 +35,8 @@ class Task:
     peft_task_type: str | None = None
     default_metric: str = ""  # the validation metric that picks the best checkpoint
     greater_is_better: bool = True
+    # Columns `prepare` adds for evaluation only (e.g. NER's word alignment): kept out of training batches.
+    eval_only_columns: tuple[str, ...] = ()
 
     # --- data -------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:

@@ -83,7 +83,15 @@ class SentimentTask(ClassificationTask):
         )
 
     def head_modules(self, model) -> list[str]:
-        return head_modules_of(model)
+        heads = head_modules_of(model)
+        # BERT classifies from its pooler (dense + tanh over [CLS]). That layer was trained for next-sentence
+        # prediction, or not at all in sentence-embedding checkpoints such as all-MiniLM-L6-v2 (mean pooling):
+        # it belongs to the head and trains with it (+0.15M weights for MiniLM; see benchmarks/).
+        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        pooler = getattr(backbone, "pooler", None)
+        if pooler is not None and any(True for _ in pooler.parameters()):
+            heads.append("pooler")
+        return heads
 
     def predict(self, model, tokenizer, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         import torch
