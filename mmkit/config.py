@@ -32,6 +32,7 @@ class ModelConfig:
     revision: str | None = opt(None, "Hub branch, tag or commit of the checkpoint")
     trust_remote_code: bool = opt(False, "run Python code shipped with the checkpoint (only for checkpoints you trust)")
     dtype: str = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
+    pooling: str = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
 
 
 @dataclass

@@ -160,3 +160,36 @@ def test_overwrite_replaces_a_previous_run(bert_run, tiny_bert, toy_data, tmp_pa
     (copy / "stale.txt").write_text("from the old run")
     finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, copy, **{"train.epochs": 1, "train.overwrite": True})))
     assert not (copy / "stale.txt").exists() and (copy / "metrics.json").is_file()
+
+
+def test_sentence_embedding_checkpoints_classify_from_the_mean(tiny_bert, toy_data, tmp_path):
+    """A checkpoint that ships a sentence-transformers mean-pooling config is classified from the mean of
+    its token states (as it was trained to be read); the adapter + head reload to identical logits, and a
+    fully fine-tuned run reloads to the same metrics."""
+    from mmkit.pooling import MeanPooledClassifier
+
+    st_bert = tmp_path / "st-bert"
+    shutil.copytree(tiny_bert, st_bert)
+    (st_bert / "1_Pooling").mkdir()
+    (st_bert / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    out = tmp_path / "run"
+    metrics = finetune(load_config(None, sentiment_overrides(st_bert, toy_data, out, **LEARN)))
+    _assert_learnt(out, metrics)
+    trained = load_trained(str(out))
+    assert isinstance(trained.model.get_base_model(), MeanPooledClassifier)
+    cfg, task = trained.cfg, trained.task
+    reference = task.load_model(cfg, str(st_bert), ["negative", "positive"], trained.processor)
+    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type).eval()
+    load_trainable_state_dict(reference, load_file(str(out / "checkpoints" / "best" / "trainable.safetensors")))
+    batch = trained.processor(["the film was good", "a very sad song"], padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
+    # model.pooling=model switches back to the checkpoint's own [CLS]-pooler head.
+    assert not isinstance(task.load_model(load_config(None, {"model.pooling": "model", "model.name_or_path": str(st_bert)}), str(st_bert), ["a", "b"], trained.processor), MeanPooledClassifier)
+
+    full = tmp_path / "full"
+    overrides = sentiment_overrides(st_bert, toy_data, full, **{"lora.enabled": False, "train.learning_rate": 2e-3, "train.epochs": 3})
+    full_metrics = finetune(load_config(None, overrides))
+    assert (full / "pooled_head.safetensors").is_file()
+    result, _, _ = evaluate_run(load_trained(str(full)), None, output=tmp_path / "eval")
+    assert result.metrics["accuracy"] == full_metrics["accuracy"]

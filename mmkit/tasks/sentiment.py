@@ -70,28 +70,24 @@ class SentimentTask(ClassificationTask):
         return DataCollatorWithPadding(tokenizer)
 
     def load_model(self, cfg: Config, source: str, labels: list[str] | None, tokenizer):
-        from transformers import AutoModelForSequenceClassification
+        from transformers import AutoModel, AutoModelForSequenceClassification
 
+        from mmkit.backbones import resolve_model_path
+        from mmkit.pooling import MeanPooledClassifier, pooling_for
+
+        names = {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
+        # The pooling is a property of the base checkpoint, also when `source` is a fully fine-tuned run.
+        if pooling_for(cfg.model, resolve_model_path(cfg.model.name_or_path)) == "mean":
+            encoder = load_pretrained(AutoModel, source, cfg.model, add_pooling_layer=False, **names)
+            model = MeanPooledClassifier(encoder, len(labels))
+            model.load_head_from(source)
+            return model
         return load_pretrained(
-            AutoModelForSequenceClassification,
-            source,
-            cfg.model,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            pad_token_id=tokenizer.pad_token_id,
+            AutoModelForSequenceClassification, source, cfg.model, num_labels=len(labels), pad_token_id=tokenizer.pad_token_id, **names
         )
 
     def head_modules(self, model) -> list[str]:
-        heads = head_modules_of(model)
-        # BERT classifies from its pooler (dense + tanh over [CLS]). That layer was trained for next-sentence
-        # prediction, or not at all in sentence-embedding checkpoints such as all-MiniLM-L6-v2 (mean pooling):
-        # it belongs to the head and trains with it (+0.15M weights for MiniLM; see benchmarks/).
-        backbone = getattr(model, getattr(model, "base_model_prefix", ""), None)
-        pooler = getattr(backbone, "pooler", None)
-        if pooler is not None and any(True for _ in pooler.parameters()):
-            heads.append("pooler")
-        return heads
+        return head_modules_of(model)
 
     def predict(self, model, tokenizer, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         import torch
