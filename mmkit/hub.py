@@ -273,6 +273,7 @@ def push_run(
             url = api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != "main":
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
+            before = api.repo_info(repo_id, revision=revision).sha
             info = api.upload_folder(
                 repo_id=repo_id,
                 folder_path=staging,
@@ -285,6 +286,9 @@ def push_run(
             raise hub_error(err, f"push to {repo_id} failed", token) from None
     commit = getattr(info, "oid", None)
     result = PushResult(repo_id, str(url), commit, plan.files)
+    if commit and commit == before:
+        echo(f"{url} is already up to date: every file is the same as in commit {commit[:10]}; nothing pushed")
+        return result
     echo(f"pushed {len(plan.files)} files to {url}" + (f" (commit {commit[:10]})" if commit else "") + (f" on branch {revision}" if revision else ""))
     return result
 

@@ -139,6 +139,9 @@ def _handler(hub: HubServer):
             if method == "POST" and parts == ["api", "validate-yaml"]:
                 self._body()
                 return self._send(200, {"errors": [], "warnings": []})
+            if parts[:2] == ["api", "models"] and len(parts) == 4 and method == "GET":
+                repo = self._repo(f"{parts[2]}/{parts[3]}")
+                return self._info(f"{parts[2]}/{parts[3]}", repo, "main") if repo else None
             if parts[:2] == ["api", "models"] and len(parts) >= 5:
                 repo_id, action, rest = f"{parts[2]}/{parts[3]}", parts[4], "/".join(parts[5:])
                 if method == "POST":

@@ -148,6 +148,9 @@ def test_second_push_updates_and_old_revision_stays_loadable(trained_run, hub, h
     head = hub.repos[repo].branches["main"]
     assert head != first and hub.repos[repo].messages[head] == "new metrics"
     assert json.loads(hub.files(repo)["metrics.json"])["note"] == 1.0
+    same = run_cli("push", str(run), "--repo-id", repo, env=env)
+    assert same.returncode == 0 and "already up to date" in same.stdout and "pushed 10 files" not in same.stdout
+    assert hub.repos[repo].branches["main"] == head
     assert "note" not in json.loads(hub.files(repo, first)["metrics.json"])
     # --revision: the first commit still predicts; a branch push lands on the branch only.
     old = run_cli("predict", repo, TEXTS[0], "--json", "--revision", first, env=env)
