@@ -257,3 +257,41 @@ def test_merge_cli_from_repo_matches_adapter_logits(trained_run, hub, hub_home, 
     # Not over an existing folder.
     result = run_cli("merge", str(trained_run), "--output", str(out), env=env)
     assert result.returncode == 2 and "not empty" in result.stderr
+
+
+def _fake_full_run(folder: Path) -> Path:
+    from mmkit.config import load_config
+
+    cfg = load_config(None, {"model.name_or_path": "acme/bert-tiny", "lora.enabled": False, "data.train": "/home/me/secret/train.jsonl", "data.test": "acme/reviews:test", "train.output_dir": "/home/me/runs/x"})
+    folder.mkdir()
+    (folder / "config.yaml").write_text(cfg.to_yaml())
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "labels.json", "train_log.jsonl", "notes.txt"):
+        (folder / name).write_text("[]" if name == "labels.json" else "{}")
+    (folder / "checkpoints" / "step-1").mkdir(parents=True)
+    (folder / "checkpoints" / "step-1" / "optimizer.bin").write_bytes(b"\0")
+    return folder
+
+
+def test_full_finetune_plan_clean_config_and_token_scan(tmp_path):
+    """In-process: a full fine-tune's weights go up, logs and strays do not; config.yaml loses local folders;
+    a token anywhere in what would go up stops the push before any upload."""
+    from mmkit.errors import UserError
+    from mmkit.hub import plan_push, stage
+
+    run = _fake_full_run(tmp_path / "run")
+    plan = plan_push(run)
+    assert set(plan.files) == {"README.md", "config.yaml", "config.json", "model.safetensors", "tokenizer.json", "labels.json"}
+    assert set(plan.left_out) == {"train_log.jsonl", "notes.txt", "checkpoints/step-1/optimizer.bin"}
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    stage(plan, "acme/full", staging, token=None)
+    cfg = yaml.safe_load((staging / "config.yaml").read_text())
+    assert cfg["data"]["train"] == "train.jsonl" and cfg["data"]["test"] == "acme/reviews:test"
+    assert cfg["train"]["output_dir"] is None and "/home/me" not in (staging / "config.yaml").read_text()
+    meta = yaml.safe_load((staging / "README.md").read_text().split("---")[1])
+    assert meta["library_name"] == "transformers" and meta["datasets"] == ["acme/reviews"]
+    assert meta["base_model"] == "acme/bert-tiny"
+
+    (run / "tokenizer.json").write_text('{"leaked": "' + TOKEN + '"}')
+    with pytest.raises(UserError, match="contains a Hugging Face token"):
+        stage(plan, "acme/full", tmp_path / "staging2", token="hf_other")
