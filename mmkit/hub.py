@@ -343,11 +343,13 @@ HUB_DOWNLOAD_PATTERNS = [*ALLOWED_FILES, *ALLOWED_PATTERNS, CARD_FILE]
 def download_run(repo_id: str, revision: str | None = None) -> Path:
     """snapshot_download of the allow-listed files of a pushed run (nothing else is fetched)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
+    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled, RevisionNotFoundError
 
     validate_repo_id(repo_id)
     try:
         local = snapshot_download(repo_id, revision=revision, allow_patterns=HUB_DOWNLOAD_PATTERNS)
+    except RevisionNotFoundError:
+        raise UserError(f"{repo_id} has no revision {revision!r} (branch, tag or commit); check --revision") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
         cause = err.__cause__
         if cause is not None and not isinstance(cause, OfflineModeIsEnabled):
