@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--output", help="folder for metrics.json and plots (default: RUN/eval)")
     ev.add_argument("--batch-size", type=int, help="rows per batch (default: the run's eval batch size)")
     ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
+    ev.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
 
     pr = sub.add_parser(
         "predict",
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("text", help="the input text")
     pr.add_argument("--json", action="store_true", help="print the prediction as JSON")
     pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
+    pr.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+    add_hub_commands(sub)
     return parser
 
 
@@ -91,7 +94,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from mmkit.inference import evaluate_run, load_trained
 
-    trained = load_trained(args.run, args.revision)
+    trained = load_trained(args.run, args.revision, args.base)
     result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
     print(f"{extra['data']} ({extra['num_examples']:,} rows, {extra['eval_runtime_s']} s):")
     print(trained.task.format_metrics(result))
@@ -102,13 +105,72 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from mmkit.inference import load_trained, predict
 
-    trained = load_trained(args.run, args.revision)
+    trained = load_trained(args.run, args.revision, args.base)
     prediction = predict(trained, {"text": args.text})
     print(json.dumps(prediction, ensure_ascii=False) if args.json else trained.task.format_prediction(prediction))
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}
+# ----------------------------------------------------------------------------------------------------------
+# Hub: push, merge (issue 6)
+
+
+def add_hub_commands(sub) -> None:
+    push = sub.add_parser(
+        "push",
+        help="upload a run (adapter, head, tokenizer, config, model card) to the Hugging Face Hub",
+        description="Upload a finished run to a Hub model repo: only an allow-list of files (adapter or model "
+        "weights, tokenizer/processor, labels.json, a cleaned config.yaml, metrics and plots) plus a generated "
+        "model card. Never checkpoints, optimizer states, logs or tokens. The endpoint is HF_ENDPOINT, the token "
+        "HF_TOKEN or the token cache of `hf auth login`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mmkit push runs/sentiment-all-MiniLM-L6-v2 --repo-id me/minilm-sst2-lora --dry-run\n"
+        "  mmkit push runs/sentiment-all-MiniLM-L6-v2 --repo-id me/minilm-sst2-lora --private",
+    )
+    push.add_argument("run", help="run directory (train.output_dir of a finished run)")
+    push.add_argument("--repo-id", required=True, help="Hub model repo, owner/name (created if missing)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.add_argument("--revision", help="branch to push to (created from main if missing; default main)")
+    push.add_argument("--commit-message", help="commit message (default: Upload RUN with mmkit)")
+    push.add_argument("--dry-run", action="store_true", help="list what would be uploaded; upload nothing")
+
+    merge = sub.add_parser(
+        "merge",
+        help="merge a LoRA adapter into its base and save a standalone transformers model",
+        description="Merge a run's (or Hub repo's) LoRA adapter into the base weights (merge_and_unload) and save "
+        "a standalone model with its tokenizer/processor and label maps, loadable with transformers Auto classes.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mmkit merge runs/sentiment-all-MiniLM-L6-v2 --output merged/\n"
+        "  mmkit merge me/minilm-sst2-lora --revision v1 --output merged/",
+    )
+    merge.add_argument("run", help="run directory, or Hub repo id (owner/name)")
+    merge.add_argument("--output", required=True, help="new folder for the merged model")
+    merge.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
+    merge.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+
+
+def cmd_push(args) -> int:
+    from mmkit.hub import push_run
+
+    push_run(
+        args.run,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.commit_message,
+        dry_run=args.dry_run,
+    )
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from mmkit.merge import merge_run
+
+    merge_run(args.run, args.output, args.revision, args.base)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "push": cmd_push, "merge": cmd_merge}
 
 
 @exit_on_user_error

@@ -91,6 +91,7 @@ class TrainConfig:
     num_workers: int = opt(0, "DataLoader worker processes")
     gradient_checkpointing: bool = opt(False, "recompute activations in backward: less memory, ~30% slower")
     torch_compile: bool = opt(False, "compile the model with torch.compile (inductor)")
+    push_to_hub: str | None = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
 
 
 @dataclass

@@ -50,6 +50,11 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if cfg.train.output_dir is None:
         cfg.train.output_dir = default_output_dir(cfg)
     run = RunDir(cfg.train.output_dir)
+    if cfg.train.push_to_hub:  # fail before training, not after it
+        from mmkit.hub import hub_token, validate_repo_id
+
+        validate_repo_id(cfg.train.push_to_hub)
+        hub_token()
     run.claim(resume=bool(cfg.train.resume), overwrite=cfg.train.overwrite)
     accelerator = make_accelerator(cfg)
     set_seed(cfg.train.seed)
@@ -131,5 +136,16 @@ def finetune(cfg: Config) -> dict[str, Any]:
             f"{summary['train_samples_per_s']} samples/s, peak memory {summary['peak_memory_mb']:.0f} MB); "
             f"run saved to {run.path}"
         )
+    push_error = None
+    if cfg.train.push_to_hub and accelerator.is_main_process:  # one upload, from the main process only
+        from mmkit.hub import push_run
+
+        try:
+            push_run(run.path, cfg.train.push_to_hub, echo=accelerator.print)
+        except UserError as err:  # the other processes must not wait forever for this one
+            push_error = err
+    accelerator.wait_for_everyone()
     accelerator.end_training()
+    if push_error is not None:
+        raise UserError(f"the run is saved in {run.path}, but {push_error}; retry with `mmkit push {run.path} --repo-id {cfg.train.push_to_hub}`")
     return metrics

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import resolve_model_path
 from mmkit.config import Config
 from mmkit.data import load_split
 from mmkit.errors import UserError
@@ -26,8 +25,13 @@ class TrainedModel:
     labels: list[str] | None
 
 
-def load_trained(run_or_repo: str, revision: str | None = None) -> TrainedModel:
-    """Base model + the run's head and adapter (or the run's full weights), in eval mode."""
+def load_trained(run_or_repo: str, revision: str | None = None, base: str | None = None) -> TrainedModel:
+    """Base model + the run's head and adapter (or the run's full weights), in eval mode.
+
+    The base is the one recorded in the adapter config; `base` loads it from elsewhere and must name the
+    same model (a mismatch is a UserError)."""
+    from mmkit.hub import base_for
+
     run = resolve_run(run_or_repo, revision)
     cfg = run.read_config()
     task = get_task(cfg.task)
@@ -36,9 +40,19 @@ def load_trained(run_or_repo: str, revision: str | None = None) -> TrainedModel:
     if run.has_adapter:
         from peft import PeftModel
 
-        base = task.load_model(cfg, resolve_model_path(cfg.model.name_or_path), labels, processor)
-        model = PeftModel.from_pretrained(base, str(run.path))
+        base_model = task.load_model(cfg, base_for(run, cfg, base), labels, processor)
+        try:
+            model = PeftModel.from_pretrained(base_model, str(run.path))
+        except RuntimeError as err:
+            if "size mismatch" not in str(err):
+                raise
+            raise UserError(
+                f"the adapter in {run_or_repo} does not fit its base model (weight shapes differ): "
+                "load it on the base it was trained on"
+            ) from None
     else:
+        if base:
+            raise UserError(f"--base is for adapters; {run_or_repo} holds a full model")
         model = task.load_model(cfg, str(run.path), labels, processor)
     model.eval()
     return TrainedModel(run, cfg, task, model, processor, labels)

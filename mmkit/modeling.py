@@ -115,6 +115,7 @@ def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | No
     targets, fan_in_fan_out = lora_targets(model, model_family(model), cfg.lora.target_modules)
     # The adapter records the Hub id of its base (not the local folder it happened to load from).
     model.config._name_or_path = model_id_for_records(cfg.model.name_or_path)
+    model.name_or_path = model.config._name_or_path  # what PEFT writes as base_model_name_or_path
     peft_config = LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,

@@ -146,19 +146,20 @@ class RunDir:
 
 
 def resolve_run(run_or_repo: str, revision: str | None = None) -> RunDir:
-    """A local run folder as is; anything else is looked up as a Hub repo id."""
+    """A local run folder as is; anything else is looked up as a Hub repo id (allow-listed files only)."""
     path = Path(run_or_repo).expanduser()
     if path.exists():
+        if revision:
+            raise UserError(f"--revision is for Hub repo ids; {path} is a local folder")
         run = RunDir(path)
         if not run.is_run():
             raise UserError(f"{path} is not an mmkit run (no {CONFIG_FILE}); pass the output_dir of a training run")
         return run
     if run_or_repo.count("/") != 1 or run_or_repo.startswith((".", "/", "~")):
         raise UserError(f"{run_or_repo}: no such run folder (and not a Hub repo id of the form owner/name)")
-    from huggingface_hub import snapshot_download
+    from mmkit.hub import download_run
 
-    try:
-        local = snapshot_download(run_or_repo, revision=revision)
-    except Exception as err:  # noqa: BLE001 - network and missing repos are user-fixable
-        raise UserError(f"could not download '{run_or_repo}' from the Hub: {' '.join(str(err).split())[:200]}") from None
-    return RunDir(local)
+    run = RunDir(download_run(run_or_repo, revision))
+    if not run.is_run():
+        raise UserError(f"{run_or_repo} is not an mmkit run on the Hub (no {CONFIG_FILE}); push runs with `mmkit push`")
+    return run
