@@ -16,26 +16,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data" / "sentiment" / "sst2"
+sys.path.insert(0, str(Path(__file__).parent))
+from common import REPO, SHARED, peak_rss_mb, report, run_side  # noqa: E402
+
+DATA = SHARED / "sentiment" / "sst2"
 LABELS = ["negative", "positive"]
 # MiniLM-L6 cost per real token with LoRA: forward (2 FLOPs per weight) + activation gradients (2 more; the frozen
 # weights need no weight gradients) over its 10.6M non-embedding weights, at the
 # ~250 GFLOP/s this 2-core machine reaches at MiniLM's shapes (see the issue).
 FLOPS_PER_TOKEN = 4 * 10.6e6
 MACHINE_FLOPS = 250e9
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_mmkit(rows: int, out: Path) -> dict:
@@ -164,7 +159,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=20000, help="training rows (default 20000)")
     parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "sentiment_sst2.json"))
-    parser.add_argument("--side", choices=["mmkit", "trainer"], help=argparse.SUPPRESS)  # one side, in a child
+    parser.add_argument("--side", choices=["mmkit", "peer"], help=argparse.SUPPRESS)  # one side, in a child
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"error: needs the SST-2 files in {DATA}", file=sys.stderr)
@@ -174,19 +169,8 @@ def main() -> int:
             result = (run_mmkit if args.side == "mmkit" else run_trainer)(args.rows, Path(tmp))
         print("RESULT " + json.dumps(result))
         return 0
-    results = {}
-    for side in ("mmkit", "trainer"):
-        print(f"running {side} ...", flush=True)
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-        proc = subprocess.run(
-            [sys.executable, __file__, "--side", side, "--rows", str(args.rows)], env=env, capture_output=True, text=True
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            print(proc.stderr[-4000:], file=sys.stderr)
-            return 1
-        results[side] = json.loads(lines[-1][len("RESULT "):])
-    m, t = results["mmkit"], results["trainer"]
+    results = {side: run_side(__file__, side, ["--rows", str(args.rows)]) for side in ("mmkit", "peer")}
+    m, t = results["mmkit"], results["peer"]
     rows = [
         ("test accuracy", "accuracy", "{:.4f}"),
         ("train time (s)", "train_s", "{:.1f}"),
@@ -195,11 +179,6 @@ def main() -> int:
         ("eval samples/s (mmkit eval | pipeline)", "eval_samples_per_s", "{:.1f}"),
         ("peak memory, max RSS (MB)", "peak_rss_mb", "{:.0f}"),
     ]
-    print(f"\nSST-2, MiniLM-L6 + LoRA r=8 (query,value), {args.rows:,} rows, 1 epoch, batch 32")
-    print(f"{'':42} {'mmkit':>10} {'HF Trainer':>12} {'mmkit/HF':>9}")
-    for title, key, fmt in rows:
-        ratio = m[key] / t[key] if t[key] else float("nan")
-        print(f"{title:42} {fmt.format(m[key]):>10} {fmt.format(t[key]):>12} {ratio:9.2f}")
     tokens = m["padded_train_tokens"]
     floor_s = tokens["real"] * FLOPS_PER_TOKEN / MACHINE_FLOPS
     print(
@@ -207,13 +186,11 @@ def main() -> int:
         f"{tokens['shuffled_batches']:,} in shuffled batches; compute floor ~{floor_s:.0f} s "
         f"(mmkit train time = {m['train_s'] / floor_s:.2f}x the floor)"
     )
-    print(f"training speed-up {t['train_s'] / m['train_s']:.2f}x, eval speed-up {m['eval_samples_per_s'] / t['eval_samples_per_s']:.2f}x")
     results["speedup_train"] = t["train_s"] / m["train_s"]
     results["speedup_eval"] = m["eval_samples_per_s"] / t["eval_samples_per_s"]
     results["compute_floor_s"] = floor_s
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2))
-    print(f"written to {args.output}")
+    report(f"SST-2, MiniLM-L6 + LoRA r=8 (query,value), {args.rows:,} rows, 1 epoch, batch 32", results, rows, args.output)
+    print(f"training speed-up {results['speedup_train']:.2f}x, eval speed-up {results['speedup_eval']:.2f}x")
     return 0
 
 
