@@ -160,7 +160,13 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise UserError(f"config file {path} must hold a mapping of keys (task:, model:, data:, ...), not {type(raw).__name__}")
-    return raw
+    nested: dict[str, Any] = {}
+    for key, value in raw.items():  # flat dotted keys (`data.test: x`) mean the same as nested ones
+        if isinstance(key, str) and "." in key:
+            set_dotted(nested, key, value)
+        else:
+            nested[key] = {**nested.get(key, {}), **value} if isinstance(value, dict) and isinstance(nested.get(key), dict) else value
+    return nested
 
 
 def parse_override(item: str) -> tuple[str, Any]:

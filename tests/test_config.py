@@ -60,3 +60,10 @@ def test_help_lists_every_key_with_its_default():
     text = describe_keys()
     for key in ("model.name_or_path", "data.train", "lora.target_modules", "train.gradient_accumulation_steps"):
         assert key in text
+
+
+def test_flat_dotted_keys_in_a_file(tmp_path):
+    path = tmp_path / "flat.yaml"
+    path.write_text("task: sentiment\ndata.test: t.jsonl\ntrain:\n  epochs: 2\ntrain.batch_size: 8\n")
+    cfg = load_config(path)
+    assert cfg.data.test == "t.jsonl" and cfg.train.epochs == 2 and cfg.train.batch_size == 8
