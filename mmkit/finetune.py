@@ -120,12 +120,12 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if final_split:
         eval_started = time.perf_counter()
         result = trainer.evaluate(final_split)
-        summary["num_examples"] = len(prepared[final_split])
+        summary["num_examples"] = len(data.splits[final_split])  # rows, not the windows a task cut them into
         summary["eval_runtime_s"] = round(time.perf_counter() - eval_started, 2)
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         if accelerator.is_main_process:
             write_eval_outputs(result, run.path, final_split, extra=summary)
-            accelerator.print(f"{final_split} metrics ({len(prepared[final_split]):,} rows):")
+            accelerator.print(f"{final_split} metrics ({summary['num_examples']:,} rows):")
             accelerator.print(task.format_metrics(result))
         metrics = {"split": final_split, **result.metrics, **summary}
     if accelerator.is_main_process:

@@ -82,7 +82,7 @@ def evaluate_run(
     result = run_evaluation(task, model, loader, accelerator, trained.labels, desc=f"eval {split}")
     seconds = time.perf_counter() - started
     out_dir = Path(output) if output else trained.run.path / "eval"
-    extra = {"num_examples": len(dataset), "eval_runtime_s": round(seconds, 2), "data": str(source)}
+    extra = {"num_examples": len(task_data.splits[split]), "eval_runtime_s": round(seconds, 2), "data": str(source)}
     path = write_eval_outputs(result, out_dir, split, extra=extra) if accelerator.is_main_process else out_dir
     return result, extra, path
 
