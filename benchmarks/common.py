@@ -3,8 +3,10 @@ print a side-by-side table with the ratio mmkit / peer, and write the figures as
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import tempfile
 import resource
 import subprocess
 import sys
@@ -39,3 +41,21 @@ def report(title: str, results: dict, rows: list[tuple[str, str, str]], output: 
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_text(json.dumps(results, indent=2))
     print(f"written to {output}")
+
+
+def compare(script: str, doc: str, data: Path, default_rows: int, output_name: str, sides: dict):
+    """Parse the shared flags; in a child (`--side`), run that side and exit; in the parent, run both sides
+    in their own processes and return (args, {"mmkit": ..., "peer": ...})."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=default_rows, help=f"training rows (default {default_rows})")
+    parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / output_name))
+    parser.add_argument("--side", choices=sorted(sides), help=argparse.SUPPRESS)  # one side, in a child
+    args = parser.parse_args()
+    if not data.is_dir():
+        raise SystemExit(f"error: needs the data files in {data}")
+    if args.side:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = sides[args.side](args.rows, Path(tmp))
+        print("RESULT " + json.dumps(result))
+        raise SystemExit(0)
+    return args, {side: run_side(script, side, ["--rows", str(args.rows)]) for side in ("mmkit", "peer")}

@@ -12,14 +12,12 @@ sub-token, DataCollatorForTokenClassification.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import REPO, SHARED, peak_rss_mb, report, run_side  # noqa: E402
+from common import REPO, SHARED, compare, peak_rss_mb, report  # noqa: E402
 
 DATA = SHARED / "ner" / "conll2003"
 HPARAMS = {"r": 16, "alpha": 32, "targets": ["query", "key", "value", "dense"], "lr": 3e-3, "batch": 32}
@@ -100,22 +98,7 @@ def run_trainer(rows: int, out: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=14041)
-    parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "ner_conll2003.json"))
-    parser.add_argument("--side", choices=["mmkit", "peer"], help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"error: needs the CoNLL-2003 files in {DATA}", file=sys.stderr)
-        return 2
-    if args.side:
-        import json
-
-        with tempfile.TemporaryDirectory() as tmp:
-            result = (run_mmkit if args.side == "mmkit" else run_trainer)(args.rows, Path(tmp))
-        print("RESULT " + json.dumps(result))
-        return 0
-    results = {side: run_side(__file__, side, ["--rows", str(args.rows)]) for side in ("mmkit", "peer")}
+    args, results = compare(__file__, __doc__, DATA, 14041, "ner_conll2003.json", {"mmkit": run_mmkit, "peer": run_trainer})
     rows = [
         ("test entity F1", "f1", "{:.4f}"), ("train time (s)", "train_s", "{:.1f}"),
         ("train samples/s", "train_samples_per_s", "{:.1f}"), ("train + eval wall (s)", "wall_s", "{:.1f}"),

