@@ -1,7 +1,7 @@
 """SST-2 sentiment with LoRA on all-MiniLM-L6-v2: mmkit against the plain transformers Trainer + PEFT.
 
 The same job for both, in the same invocation: 1 epoch over the first 20,000 training rows after a seed-0
-shuffle, LoRA r=8 alpha=16 on query,value, batch 32, AdamW lr 1e-3 with linear decay and 6% warmup, dynamic
+shuffle, LoRA r=8 alpha=16 on query,value, batch 32, AdamW lr 2e-3 with linear decay and 6% warmup, dynamic
 padding, then accuracy on the labelled test rows. Each side runs in its own subprocess so peak memory (max RSS)
 is its own. Also times evaluation: mmkit's batched, length-sorted eval against `transformers.pipeline` over the
 same test rows with the same trained adapter.
@@ -114,7 +114,7 @@ def run_trainer(rows: int, out: Path) -> dict:
         num_train_epochs=1,
         per_device_train_batch_size=32,
         per_device_eval_batch_size=64,
-        learning_rate=1e-3,
+        learning_rate=2e-3,
         warmup_steps=0.06,  # a float below 1 is a share of the steps in transformers 5
         lr_scheduler_type="linear",
         eval_strategy="no",
