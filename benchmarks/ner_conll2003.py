@@ -32,7 +32,8 @@ def run_mmkit(rows: int, out: Path) -> dict:
         {
             "data.train": str(DATA / "train.jsonl"), "data.validation": str(DATA / "validation.jsonl"),
             "data.test": str(DATA / "test.jsonl"), "data.max_train_rows": rows, "data.max_eval_rows": 500,
-            "train.epochs": 1, "train.output_dir": str(out / "run"), "train.overwrite": True,
+            "train.epochs": 1, "train.max_steps": None, "train.eval_every": None, "train.save_every": None,
+            "train.output_dir": str(out / "run"), "train.overwrite": True,
         },
     )
     started = time.perf_counter()
