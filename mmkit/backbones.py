@@ -39,6 +39,8 @@ FAMILIES: tuple[Family, ...] = (
         kind="decoder",
     ),
     Family("t5", ("t5", "mt5", "umt5"), ("q", "v"), kind="seq2seq"),
+    # transformers 5 names ViT's attention projections q_proj/v_proj (query/value no longer exist).
+    Family("vit", ("vit",), ("q_proj", "v_proj"), kind="vision"),
     Family("bart", ("bart", "mbart", "marian", "m2m_100", "nllb-moe", "pegasus"), ("q_proj", "v_proj"), kind="seq2seq"),
 )
 

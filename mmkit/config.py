@@ -33,6 +33,14 @@ class ModelConfig:
     trust_remote_code: bool = opt(False, "run Python code shipped with the checkpoint (only for checkpoints you trust)")
     dtype: str = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
     pooling: str = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
+    # image(+text) models
+    text: str | None = opt(None, "two-tower image+text model: the text encoder (Hub id or folder; empty: the embedded MiniLM when model.vision is set)")
+    vision: str | None = opt(None, "two-tower image+text model: the image encoder, e.g. google/vit-base-patch16-224-in21k (replaces model.name_or_path)")
+    head_hidden: int = opt(256, "image(+text) models: hidden size of the MLP head on the fused features (0: one linear layer)")
+    head_dropout: float = opt(0.1, "image(+text) models: dropout before and inside the head")
+    fusion: list[str] | None = opt(None, "CLIP: features the head sees, from text, image, product, difference; empty: all four")
+    prompt: str = opt("{text}", "BLIP-2 / LLaVA: the prompt around the row's text; LLaVA adds the image (chat template when the processor has one)")
+    train_projector: bool = opt(False, "LLaVA: also train the vision-to-language projector (saved with the adapter)")
 
 
 @dataclass
@@ -47,6 +55,8 @@ class DataConfig:
     tokens_column: str = opt("tokens", "NER: column holding the list of words (JSONL/Hub); CoNLL files need none")
     tags_column: str = opt("ner_tags", "NER: column holding one tag per word (names like B-PER, or class indices)")
     stride: int = opt(32, "NER: tokens shared by consecutive windows when a sentence is longer than max_length")
+    image_column: str = opt("image", "image tasks: column holding the image path (relative to data.image_root) or a Hub Image feature")
+    image_root: str | None = opt(None, "image tasks: folder that image paths are relative to and may not leave; empty: each data file's folder")
     on_bad_row: str = opt("error", "error: stop at the first bad row; skip: leave bad rows out and count them")
     max_length: int | None = opt(None, "tokens per example, longer rows are truncated and counted; empty: model limit, at most 512")
     max_train_rows: int | None = opt(None, "train on the first N rows after a shuffle with data.shuffle_seed; empty: all")
@@ -62,6 +72,9 @@ class LoraConfig:
     dropout: float = opt(0.1, "dropout on the LoRA input")
     target_modules: Union[str, list[str]] = opt(
         "auto", "auto (the family's attention projections), a list of module-name suffixes, or one regex"
+    )
+    towers: list[str] | None = opt(
+        None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; empty: the family's default"
     )
 
 
@@ -96,7 +109,7 @@ class TrainConfig:
 
 @dataclass
 class Config:
-    task: str = opt("sentiment", "what to train: sentiment")
+    task: str = opt("sentiment", "what to train: sentiment | ner | mm_sentiment (image + text) | image_classification")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)

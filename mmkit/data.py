@@ -45,6 +45,8 @@ class Split:
             return f"{self.path} line {self.row_lines[row]}"
         if self.path is not None and self.path.suffix == ".jsonl":
             return f"{self.path} line {_jsonl_line_of_row(self.path, row)}"
+        if self.path is not None and self.path.is_dir():  # an image folder, listed label by label, name by name
+            return f"{self.path} image {row + 1}"
         if self.path is not None and self.path.suffix in (".csv", ".tsv"):
             return f"{self.path} row {row + 1} (line {row + 2}, after the header)"
         return f"{self.origin} row {row + 1}"
@@ -63,7 +65,9 @@ class Split:
 def load_split(source: str, name: str, hub_config: str | None = None) -> Split:
     """Load one split from a local file or a Hub dataset id (`owner/name` or `owner/name:split`)."""
     path = Path(source).expanduser()
-    if path.suffix.lower() in (*FILE_BUILDERS, *CONLL_SUFFIXES) or path.exists() or source.startswith((".", "/", "~")):
+    if path.is_dir() and not path.suffix:
+        split = _load_image_folder(path, name)
+    elif path.suffix.lower() in (*FILE_BUILDERS, *CONLL_SUFFIXES) or path.exists() or source.startswith((".", "/", "~")):
         split = _load_file(path, name)
     else:
         split = _load_hub(source, name, hub_config)
@@ -96,6 +100,17 @@ def _load_file(path: Path, name: str) -> Split:
     except Exception as err:  # noqa: BLE001 - turned into a precise message below
         raise UserError(_diagnose_unreadable(path, err)) from None
     return Split(name=name, origin=str(path), dataset=dataset, path=path)
+
+
+def _load_image_folder(root: Path, name: str) -> Split:
+    """An image-classification folder `root/<label>/*.jpg` as rows {"image": path under root, "label": name}."""
+    import datasets
+
+    from mmkit.images import read_image_folder
+
+    paths, labels = read_image_folder(root)
+    dataset = datasets.Dataset.from_dict({"image": paths, "label": labels})
+    return Split(name=name, origin=str(root), dataset=dataset, path=root)
 
 
 def _load_hub(dataset_id: str, name: str, hub_config: str | None) -> Split:

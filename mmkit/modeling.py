@@ -77,6 +77,8 @@ def ensure_pad_token(tokenizer) -> None:
 
 
 def model_family(model) -> Family:
+    if getattr(model, "family_name", None):  # image+text classifiers name their family
+        return Family(model.family_name, (), (), kind="vision-language")
     return family_of(getattr(model.config, "model_type", ""))
 
 
@@ -112,7 +114,11 @@ def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | No
         return model
     from peft import LoraConfig, get_peft_model
 
-    targets, fan_in_fan_out = lora_targets(model, model_family(model), cfg.lora.target_modules)
+    # Image+text models aim LoRA at the towers the config names (a regex that cannot reach the others).
+    configured = cfg.lora.target_modules
+    if getattr(model, "lora_targets_for", None) is not None and configured == "auto":
+        configured = model.lora_targets_for(cfg.lora.towers)
+    targets, fan_in_fan_out = lora_targets(model, model_family(model), configured)
     # The adapter records the Hub id of its base (not the local folder it happened to load from).
     model.config._name_or_path = model_id_for_records(cfg.model.name_or_path)
     model.name_or_path = model.config._name_or_path  # what PEFT writes as base_model_name_or_path

@@ -1,4 +1,4 @@
-"""What a multimodal backbone family is, for image(+text) classification: inputs in, one pooled vector out.
+"""What an image+text backbone family is: inputs in, one pooled feature vector out.
 
 The `mm_sentiment` task owns the head, the data and the metrics; a family only knows how to load its
 checkpoint, how to turn (images, texts) into model inputs, which LoRA targets to hit, and how to pool. One
@@ -7,51 +7,64 @@ family = one module in `mmkit/multimodal/` registered in `FAMILIES` (mmkit/multi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
 from torch import nn
 
+from mmkit.errors import UserError
+
 
 class FeatureEncoder(nn.Module):
     """A pretrained (or tiny test) backbone that maps one batch to pooled features of size `feature_dim`.
 
-    Subclasses keep the wrapped transformers model(s) as attributes (e.g. `self.model`, or `self.text` and
+    Subclasses keep the wrapped transformers model(s) as attributes (`self.model`, or `self.text` and
     `self.vision`), so PEFT sees the usual module names underneath and the head can live beside them.
+    `load_processor` and `preprocess` are classmethods: the collator calls them in DataLoader workers, which
+    must not receive a copy of the model.
     """
 
     family: str = ""
+    towers: tuple[str, ...] = ()  # the parts `lora.towers` may name
+    default_towers: tuple[str, ...] = ()
     feature_dim: int
 
     # --- loading ----------------------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, model_cfg, source: str | None = None) -> "FeatureEncoder":
-        """Load the backbone weights named by the config (or by `source`, a run dir or Hub repo)."""
+    def load(cls, model_cfg, source: str) -> "FeatureEncoder":
+        """Load the backbone weights of the checkpoint at `source` (a Hub id or a folder)."""
         raise NotImplementedError
 
-    def load_processor(self, model_cfg, source: str | None = None):
-        """The processor(s) that turn raw images and texts into this family's inputs."""
+    @classmethod
+    def load_processor(cls, model_cfg, source: str):
+        """The processor that turns raw images and texts into this family's inputs; it has `save_pretrained`."""
         raise NotImplementedError
 
-    def save_processor(self, processor, folder) -> None:
-        """Save the processor(s) into a run dir so `load_processor(cfg, source=run_dir)` reloads them."""
-        processor.save_pretrained(folder)
+    @classmethod
+    def text_tokenizer(cls, processor):
+        return processor.tokenizer
+
+    @classmethod
+    def max_text_tokens(cls, processor, model_cfg) -> int:
+        """How many tokens of a row's text the model reads (the rest would be cut off)."""
+        limit = getattr(cls.text_tokenizer(processor), "model_max_length", 512) or 512
+        return min(int(limit), 512)
 
     # --- inputs -----------------------------------------------------------------------------------------
-    def preprocess(self, processor, images: list, texts: list[str] | None) -> dict[str, torch.Tensor]:
-        """A batch of model inputs for decoded RGB PIL images and texts (None: image-only).
+    @classmethod
+    def preprocess(cls, processor, images: list, texts: list[str], model_cfg) -> dict[str, torch.Tensor]:
+        """A batch of model inputs for decoded RGB PIL images and their texts.
 
-        Raises mmkit.errors.UserError when the inputs cannot be built correctly (e.g. image placeholder
-        tokens missing or not matching the image features): a model must never silently ignore the image.
+        Raises UserError when the inputs cannot be built correctly (e.g. image placeholder tokens missing or
+        not matching the image features): a model must never silently ignore the image.
         """
         raise NotImplementedError
 
     # --- LoRA ---------------------------------------------------------------------------------------------
-    def lora_targets(self, towers: list[str]) -> str | list[str]:
-        """Target modules for LoRA on the named parts (e.g. ["text", "vision"], ["qformer", "language"]).
-
-        Prefer a regex anchored on the part's module path, so LoRA cannot reach a part it was not aimed at.
-        """
+    def lora_regex(self, towers: list[str]) -> str:
+        """One regex (matched against full module names under the classifier, `encoder.` first) for the
+        attention projections of the named towers only."""
         raise NotImplementedError
 
     def extra_trainable_modules(self, model_cfg) -> list[str]:
@@ -62,3 +75,37 @@ class FeatureEncoder(nn.Module):
     def forward(self, **batch: Any) -> torch.Tensor:
         """Pooled features, shape (batch, feature_dim)."""
         raise NotImplementedError
+
+
+def regex_under(prefix: str, names: tuple[str, ...] | list[str]) -> str:
+    """A regex for modules named `names` anywhere under the module path `prefix` (and nowhere else)."""
+    return re.escape(prefix) + r"\.(?:.*\.)?(?:" + "|".join(re.escape(n) for n in names) + ")"
+
+
+def check_towers(encoder_cls, towers: list[str] | None) -> list[str]:
+    chosen = list(towers) if towers else list(encoder_cls.default_towers)
+    unknown = [t for t in chosen if t not in encoder_cls.towers]
+    if unknown:
+        raise UserError(
+            f"lora.towers {unknown} are not parts of a {encoder_cls.family} model; choose from: {', '.join(encoder_cls.towers)}"
+        )
+    return chosen
+
+
+def last_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The hidden state of each row's last real token (right padding): what a decoder has read it all into."""
+    last = attention_mask.long().cumsum(-1).argmax(-1)  # index of the last 1 in each row
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+def check_placeholders(input_ids: torch.Tensor, image_token_id: int, per_image: int, family: str) -> None:
+    """Every row must carry exactly the image tokens its image features replace; otherwise the model would
+    run and silently ignore the image (BLIP-2) or fail deep inside (LLaVA)."""
+    counts = (input_ids == image_token_id).sum(-1)
+    bad = (counts != per_image).nonzero().flatten().tolist()
+    if bad:
+        raise UserError(
+            f"{family}: a row has {int(counts[bad[0]])} image placeholder tokens where the image gives {per_image} "
+            "features; the processor must expand the image token (check num_query_tokens / patch_size in the "
+            "processor config and that the prompt keeps the image token)"
+        )

@@ -11,6 +11,8 @@ from mmkit.tasks.base import EvalResult, Task, TaskData
 TASKS = {
     "sentiment": "mmkit.tasks.sentiment:SentimentTask",
     "ner": "mmkit.tasks.ner:NerTask",
+    "mm_sentiment": "mmkit.tasks.mm_sentiment:MultimodalSentimentTask",
+    "image_classification": "mmkit.tasks.image_classification:ImageClassificationTask",
 }
 
 

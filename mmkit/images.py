@@ -1,0 +1,88 @@
+"""Images in datasets: where a row's image is, whether it may be read, and decoding it when a batch needs it.
+
+A row's image is a reference, never pixels: a path (relative to the image root, which it may not leave) or,
+for Hub datasets with an `Image` feature, the `{"bytes", "path"}` record the feature stores. Rows are checked
+once when the data is loaded (file present, inside the root, a readable image); pixels are decoded in the
+collator, one batch at a time, so a dataset of any size fits in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+from mmkit.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def resolve_image_path(value: str, root: Path) -> Path:
+    """`value` (relative to `root`, or absolute) as a real path that must lie inside `root`.
+
+    Symlinks are resolved first, so neither `../../etc/passwd` nor a link pointing out of the root gets out.
+    """
+    root = root.resolve()
+    path = (root / value).resolve()  # an absolute `value` replaces `root` here, then must still be inside it
+    if path != root and root not in path.parents:
+        raise ValueError(f"image path {value!r} leaves the image root {root}; keep images under data.image_root")
+    return path
+
+
+def check_image(path: Path) -> str | None:
+    """Why the file at `path` is not a usable image, or None when it is."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        return f"image file {path} not found"
+    try:
+        with Image.open(path) as image:
+            image.verify()  # reads the whole file structure (truncation, bad chunks) without decoding pixels
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return f"image file {path} is not a readable image ({type(err).__name__}: {' '.join(str(err).split())[:120]})"
+    return None
+
+
+def load_rgb(reference: Any):
+    """Decode one image reference (a path or a datasets `Image` record) to an upright RGB PIL image."""
+    from PIL import Image, ImageOps
+
+    if isinstance(reference, (str, os.PathLike)):
+        image = Image.open(reference)
+    elif isinstance(reference, dict) and reference.get("bytes"):
+        image = Image.open(io.BytesIO(reference["bytes"]))
+    elif isinstance(reference, dict) and reference.get("path"):
+        image = Image.open(reference["path"])
+    elif isinstance(reference, Image.Image):
+        image = reference
+    else:
+        raise UserError(f"cannot read an image from {type(reference).__name__} {str(reference)[:80]!r}")
+    image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    return image.convert("RGB")
+
+
+def blank_like(image):
+    """A mid-grey image of the same size: what the model sees when the image is withheld."""
+    from PIL import Image
+
+    return Image.new("RGB", image.size, (128, 128, 128))
+
+
+def read_image_folder(root: Path) -> tuple[list[str], list[str]]:
+    """`root/<label>/<image>` -> (image paths relative to root, label names), in a stable order."""
+    if not any(child.is_dir() for child in root.iterdir()):
+        raise UserError(f"{root}: an image folder needs one sub-folder per label (root/<label>/*.jpg); none found")
+    paths, labels = [], []
+    for label_dir in sorted(child for child in root.iterdir() if child.is_dir()):
+        for file in sorted(label_dir.iterdir()):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(str(file.relative_to(root)))
+                labels.append(label_dir.name)
+            elif file.is_file() and not file.name.startswith("."):
+                raise UserError(
+                    f"{file}: not an image ({', '.join(IMAGE_SUFFIXES)}); remove it from the image folder"
+                )
+    if not paths:
+        raise UserError(f"{root}: the label folders hold no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths, labels

@@ -1,0 +1,67 @@
+"""Image+text backbone families: which one a checkpoint (or a two-tower config) is, and loading its processor."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+from mmkit.errors import UserError
+
+# family -> "module:Class"; a checkpoint's config.json `model_type` picks the family.
+FAMILIES = {
+    "clip": "mmkit.multimodal.clip:ClipEncoder",
+    "blip2": "mmkit.multimodal.blip2:Blip2Encoder",
+    "llava": "mmkit.multimodal.llava:LlavaEncoder",
+    "two_tower": "mmkit.multimodal.two_tower:TwoTowerEncoder",
+}
+MODEL_TYPES = {"clip": "clip", "blip-2": "blip2", "llava": "llava"}
+
+
+def encoder_class(name: str):
+    module_name, class_name = FAMILIES[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def family_for(model_cfg, source: str | None) -> str:
+    """`two_tower` when model.vision is set, else the family of the checkpoint's model_type."""
+    if model_cfg.vision:
+        return "two_tower"
+    if model_cfg.text:
+        raise UserError("model.text is set but model.vision is not: a two-tower model needs both (or use model.name_or_path)")
+    model_type = checkpoint_model_type(source, model_cfg)
+    if model_type not in MODEL_TYPES:
+        raise UserError(
+            f"{source}: a '{model_type}' checkpoint is not an image+text model mmkit knows (CLIP, BLIP-2, LLaVA); "
+            "for a text encoder + image encoder pair set model.text and model.vision"
+        )
+    return MODEL_TYPES[model_type]
+
+
+def checkpoint_model_type(source: str | None, model_cfg) -> str:
+    if not source:
+        raise UserError("set model.name_or_path to a CLIP, BLIP-2 or LLaVA checkpoint, or model.text + model.vision")
+    local = Path(source) / "config.json"
+    if local.is_file():
+        return json.loads(local.read_text(encoding="utf-8")).get("model_type", "")
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, revision=model_cfg.revision, trust_remote_code=model_cfg.trust_remote_code).model_type
+    except (OSError, ValueError) as err:
+        raise UserError(f"could not read the config of '{source}': {' '.join(str(err).split())[:200]}") from None
+
+
+def load_auto_processor(source: str, model_cfg):
+    import transformers
+    from transformers import AutoProcessor
+
+    from mmkit.modeling import pretrained_kwargs
+
+    transformers.logging.set_verbosity_error()
+    kwargs = pretrained_kwargs(model_cfg, source)
+    kwargs.pop("dtype")
+    try:
+        return AutoProcessor.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"could not load the processor from '{source}': {' '.join(str(err).split())[:300]}") from None
