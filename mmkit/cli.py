@@ -56,15 +56,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained run (its folder, or a Hub repo id) and write metrics.json.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --data my_test.jsonl\n"
-        "  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --split validation --output eval_val/",
+        "  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --split validation --output eval_val/\n"
+        "  mmkit eval --zero-shot openai/clip-vit-base-patch32 --data mvsa/test.jsonl --labels negative,neutral,positive\n\n"
+        "--zero-shot scores each row's image (and text) against one CLIP prompt per label, with no training:\n"
+        "the baseline a fine-tuned image+text run should beat, in the same metrics.json.",
     )
-    ev.add_argument("run", help="run directory, or Hub repo id (owner/name)")
+    ev.add_argument("run", help="run directory, or Hub repo id (owner/name); with --zero-shot: a CLIP checkpoint")
     ev.add_argument("--data", help="file or Hub dataset id to evaluate on (default: the run's own data.<split>)")
     ev.add_argument("--split", default="test", help="split name: which data.<split> to use, or the Hub split (default: test)")
     ev.add_argument("--output", help="folder for metrics.json and plots (default: RUN/eval)")
     ev.add_argument("--batch-size", type=int, help="rows per batch (default: the run's eval batch size)")
     ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     ev.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+    zs = ev.add_argument_group("zero-shot (CLIP, no training)")
+    zs.add_argument("--zero-shot", action="store_true", help="score rows against label prompts with the CLIP checkpoint RUN")
+    zs.add_argument("--labels", help="comma-separated label names, in class-id order (needed when the data holds ids 0..K-1)")
+    zs.add_argument("--prompt", default=None, help='prompt per label, with {label} (default: "a photo that feels {label}")')
+    zs.add_argument("--image-only", action="store_true", help="score the image alone (default: image and text averaged)")
 
     pr = sub.add_parser(
         "predict",
@@ -72,10 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a trained run (folder or Hub repo id) and predict for one input.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='examples:\n  mmkit predict runs/sentiment-all-MiniLM-L6-v2 "a warm, funny film"\n'
-        '  mmkit predict runs/sentiment-all-MiniLM-L6-v2 "dull" --json',
+        '  mmkit predict runs/sentiment-all-MiniLM-L6-v2 "dull" --json\n'
+        '  mmkit predict runs/mm_sentiment-clip "what a day" --image beach.jpg\n'
+        '  mmkit predict runs/image_classification-vit --image cat.png',
     )
     pr.add_argument("run", help="run directory, or Hub repo id (owner/name)")
-    pr.add_argument("text", help="the input text")
+    pr.add_argument("text", nargs="?", help="the input text (image classification: none)")
+    pr.add_argument("--image", help="image tasks: the image file")
     pr.add_argument("--json", action="store_true", help="print the prediction as JSON")
     pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     pr.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
@@ -93,11 +104,24 @@ def cmd_train(args) -> int:
 
 def cmd_eval(args) -> int:
     from mmkit.inference import evaluate_run, load_trained
+    from mmkit.tasks import get_task
 
-    trained = load_trained(args.run, args.revision, args.base)
-    result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
+    if args.zero_shot:
+        from mmkit.zero_shot import DEFAULT_PROMPT, zero_shot_eval
+
+        if not args.data:
+            raise UserError("--zero-shot needs the rows to score: pass --data FILE (or a Hub dataset id)")
+        labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
+        result, extra, path = zero_shot_eval(
+            args.run, args.data, labels, args.prompt or DEFAULT_PROMPT, not args.image_only, args.split, args.output, args.batch_size or 32,
+        )
+        task = get_task("mm_sentiment")
+    else:
+        trained = load_trained(args.run, args.revision, args.base)
+        result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
+        task = trained.task
     print(f"{extra['data']} ({extra['num_examples']:,} rows, {extra['eval_runtime_s']} s):")
-    print(trained.task.format_metrics(result))
+    print(task.format_metrics(result))
     print(f"metrics written to {path}")
     return 0
 
@@ -105,8 +129,15 @@ def cmd_eval(args) -> int:
 def cmd_predict(args) -> int:
     from mmkit.inference import load_trained, predict
 
+    from mmkit.tasks.image_rows import ImageRowsTask
+
     trained = load_trained(args.run, args.revision, args.base)
-    prediction = predict(trained, {"text": args.text})
+    if not isinstance(trained.task, ImageRowsTask):
+        if args.image:
+            raise UserError(f"a {trained.task.name} model reads no image: pass only the text")
+        if not args.text:
+            raise UserError("pass the text to predict for")
+    prediction = predict(trained, {"text": args.text, "image": args.image})
     print(json.dumps(prediction, ensure_ascii=False) if args.json else trained.task.format_prediction(prediction))
     return 0
 

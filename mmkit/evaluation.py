@@ -16,6 +16,11 @@ from mmkit.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json
 from mmkit.tasks.base import EvalResult, Task
 
 
+def rows_in(dataset) -> int:
+    """Data rows a prepared split holds: not the windows a task cut them into, nor rows prepare left out."""
+    return len(set(dataset["row_index"]))
+
+
 def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_memory: bool = False):
     import torch
     from torch.utils.data import DataLoader

@@ -14,7 +14,7 @@ from mmkit.backbones import model_id_for_records, resolve_model_path
 from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
-from mmkit.evaluation import write_eval_outputs
+from mmkit.evaluation import rows_in, write_eval_outputs
 from mmkit.modeling import attach_lora, model_family
 from mmkit.plots import plot_loss_curve
 from mmkit.run_dir import LOSS_PLOT_FILE, RunDir, move_into
@@ -120,7 +120,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if final_split:
         eval_started = time.perf_counter()
         result = trainer.evaluate(final_split)
-        summary["num_examples"] = len(data.splits[final_split])  # rows, not the windows a task cut them into
+        summary["num_examples"] = rows_in(prepared[final_split])
         summary["eval_runtime_s"] = round(time.perf_counter() - eval_started, 2)
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         if accelerator.is_main_process:

@@ -10,7 +10,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import load_split
 from mmkit.errors import UserError
-from mmkit.evaluation import eval_loader, run_evaluation, write_eval_outputs
+from mmkit.evaluation import eval_loader, rows_in, run_evaluation, write_eval_outputs
 from mmkit.run_dir import RunDir, resolve_run
 from mmkit.tasks import EvalResult, Task, get_task
 
@@ -64,25 +64,32 @@ def evaluate_run(
     """Evaluate on a file or Hub dataset (default: the run's own `data.<split>`); write metrics.json.
 
     Returns the result, the run facts written beside the metrics, and the metrics file."""
-    from mmkit.trainer import make_accelerator
-
-    cfg, task = trained.cfg, trained.task
+    cfg = trained.cfg
     source = data or getattr(cfg.data, split, None)
     if not source:
         raise UserError(f"no data to evaluate: pass --data PATH (the run's config has no data.{split})")
-    raw = load_split(source, split, cfg.data.hub_config)
-    task_data = task.load_data(cfg, {split: raw}, labels=trained.labels)
-    dataset, _notes = task.prepare(task_data.splits[split], trained.processor, cfg, trained.labels)
-    accelerator = make_accelerator(cfg)
-    model = accelerator.prepare_model(trained.model, evaluation_mode=True)  # no DDP wrapper: nothing trains
-    loader = accelerator.prepare(
-        eval_loader(dataset, task.collator(trained.processor), batch_size or cfg.train.eval_batch_size or 2 * cfg.train.batch_size)
+    return evaluate_on(
+        trained.task, cfg, lambda _labels: trained.model, trained.processor, trained.labels, source, split,
+        Path(output) if output else trained.run.path / "eval", batch_size or cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
     )
+
+
+def evaluate_on(task: Task, cfg: Config, build_model, processor, labels, source: str, split: str, out_dir: Path,
+                batch_size: int, facts: dict[str, Any] | None = None) -> tuple[EvalResult, dict[str, Any], Path]:
+    """Read, check and prepare `source` as the task does in training, run `build_model(label_names)` over it,
+    and write metrics.json + plots to `out_dir`."""
+    from mmkit.trainer import make_accelerator
+
+    raw = load_split(source, split, cfg.data.hub_config)
+    task_data = task.load_data(cfg, {split: raw}, labels=labels)
+    dataset, _notes = task.prepare(task_data.splits[split], processor, cfg, task_data.labels)
+    accelerator = make_accelerator(cfg)
+    model = accelerator.prepare_model(build_model(task_data.labels), evaluation_mode=True)  # no DDP wrapper: nothing trains
+    loader = accelerator.prepare(eval_loader(dataset, task.collator(processor), batch_size))
     started = time.perf_counter()
-    result = run_evaluation(task, model, loader, accelerator, trained.labels, desc=f"eval {split}")
+    result = run_evaluation(task, model, loader, accelerator, task_data.labels, desc=f"eval {split}")
     seconds = time.perf_counter() - started
-    out_dir = Path(output) if output else trained.run.path / "eval"
-    extra = {"num_examples": len(task_data.splits[split]), "eval_runtime_s": round(seconds, 2), "data": str(source)}
+    extra = {**(facts or {}), "num_examples": rows_in(dataset), "eval_runtime_s": round(seconds, 2), "data": str(source)}
     path = write_eval_outputs(result, out_dir, split, extra=extra) if accelerator.is_main_process else out_dir
     return result, extra, path
 

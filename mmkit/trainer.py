@@ -110,7 +110,7 @@ class Trainer:
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing works with DDP and with frozen inputs (LoRA).
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base.activation_checkpointing_enable({"use_reentrant": False})
         decay, no_decay = [], []
         for name, param in model.named_parameters():
             if param.requires_grad:

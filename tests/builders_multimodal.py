@@ -74,7 +74,7 @@ def word_tokenizer(extra_special: list[str] = (), bos="<s>", eos="</s>", pad="<p
 
     vocab = list(dict.fromkeys([pad, unk, bos, eos, *extra_special, *VOCAB_WORDS]))
     model = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token=unk))
-    model.pre_tokenizer = pre_tokenizers.Split(" ", behavior="removed")
+    model.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # LLaVA prompts put a newline before the text
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=model, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk, **kwargs)
     tokenizer.model_max_length = 64
     return tokenizer

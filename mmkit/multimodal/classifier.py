@@ -55,6 +55,14 @@ class MultimodalClassifier(nn.Module):
 
         return self.encoder.lora_regex(check_towers(type(self.encoder), towers))
 
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None) -> None:
+        """Checkpoint every transformers model inside the encoder (the head is too small to matter)."""
+        from transformers import PreTrainedModel
+
+        for module in self.encoder.children():
+            if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+                module.activation_checkpointing_enable(activation_checkpointing_kwargs)
+
     @property
     def device(self):
         return next(self.parameters()).device

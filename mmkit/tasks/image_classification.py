@@ -21,6 +21,7 @@ class ImageClassificationTask(ImageRowsTask):
     def load_processor(self, cfg: Config, source: str):
         from transformers import AutoImageProcessor
 
+        self._model_cfg = cfg.model
         kwargs = pretrained_kwargs(cfg.model, source)
         kwargs.pop("dtype")
         try:

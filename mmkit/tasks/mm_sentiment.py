@@ -28,6 +28,7 @@ class MultimodalSentimentTask(ImageRowsTask):
     uses_text = True
 
     def load_processor(self, cfg: Config, source: str):
+        self._model_cfg = cfg.model  # the collator builds its inputs (prompt, fusion) from these settings
         return encoder_class_for(cfg.model).load_processor(cfg.model, source)
 
     def preprocess_fn(self, processor):
@@ -71,7 +72,7 @@ class MultimodalSentimentTask(ImageRowsTask):
     def load_model(self, cfg: Config, source: str, labels: list[str] | None, processor):
         from mmkit.multimodal.classifier import FULL_WEIGHTS_FILE, MultimodalClassifier
 
-        full_run = (Path(source) / FULL_WEIGHTS_FILE).is_file()  # a fully fine-tuned run: build the base, then load
+        full_run = source is not None and (Path(source) / FULL_WEIGHTS_FILE).is_file()  # a fully fine-tuned run: build the base, then load
         base = resolve_model_path(cfg.model.name_or_path) if full_run else source
         encoder_cls = encoder_class_for(cfg.model, base)
         encoder = encoder_cls.load(cfg.model, base)
