@@ -83,6 +83,19 @@ def model_id_for_records(name_or_path: str | None) -> str:
     return name_or_path or DEFAULT_MODEL_ID
 
 
+def base_model_id(model_cfg) -> str:
+    """The base an adapter records: the checkpoint, or a two-tower model's text tower (the vision tower is
+    named in the run's config)."""
+    return model_id_for_records(model_cfg.text if model_cfg.vision else model_cfg.name_or_path)
+
+
+def model_description(model_cfg) -> str:
+    """The model as banners and run names show it: `text + vision` for a two-tower model."""
+    if model_cfg.vision:
+        return f"{model_id_for_records(model_cfg.text)} + {model_cfg.vision}"
+    return model_id_for_records(model_cfg.name_or_path)
+
+
 def lora_targets(model, family: Family, configured: str | list[str]) -> tuple[str | list[str], bool]:
     """Resolve `lora.target_modules` for `model`; return (targets, fan_in_fan_out).
 

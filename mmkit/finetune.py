@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import model_id_for_records, resolve_model_path
+from mmkit.backbones import model_description, resolve_model_path
 from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
@@ -23,8 +23,8 @@ from mmkit.trainer import Trainer, make_accelerator, peak_memory_mb
 
 
 def default_output_dir(cfg: Config) -> str:
-    model = model_id_for_records(cfg.model.name_or_path).rstrip("/").rsplit("/", 1)[-1]
-    return str(Path("runs") / f"{cfg.task}-{model}")
+    parts = [part.strip().rstrip("/").rsplit("/", 1)[-1] for part in model_description(cfg.model).split(" + ")]
+    return str(Path("runs") / f"{cfg.task}-{'+'.join(parts)}")
 
 
 def load_splits(cfg: Config) -> dict[str, Split]:
@@ -63,7 +63,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     data = task.load_data(cfg, load_splits(cfg))
 
     # 2. Model: processor, pretrained backbone + new head, LoRA.
-    source = resolve_model_path(cfg.model.name_or_path)
+    source = resolve_model_path(cfg.model.text if cfg.model.vision else cfg.model.name_or_path)
     processor = task.load_processor(cfg, source)
     notes = list(data.notes)
     prepared = {}
@@ -88,7 +88,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if cfg.train.resume:
         trainer.resume_from(cfg.train.resume)
     trainer.banner(
-        f"mmkit | task {task.name} | model {model_id_for_records(cfg.model.name_or_path)} ({family.name})", notes
+        f"mmkit | task {task.name} | model {model_description(cfg.model)} ({family.name})", notes
     )
 
     # 4. Train, then keep the best weights by the validation metric.

@@ -78,3 +78,8 @@ def encode_label(value: Any, names: list[str], where: Callable[[], str], column:
         f"{where()}: {problem} ({origin_of_names}); fix the row, or list every label in data.labels"
     )
 
+
+
+def label_config(labels: list[str]) -> dict:
+    """The label fields of a transformers config, so a saved model names its classes."""
+    return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}

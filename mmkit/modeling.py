@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from mmkit.backbones import Family, family_of, lora_targets, model_id_for_records
+from mmkit.backbones import Family, family_of, lora_targets, base_model_id
 from mmkit.config import Config, ModelConfig
 from mmkit.errors import UserError
 
@@ -120,7 +120,7 @@ def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | No
         configured = model.lora_targets_for(cfg.lora.towers)
     targets, fan_in_fan_out = lora_targets(model, model_family(model), configured)
     # The adapter records the Hub id of its base (not the local folder it happened to load from).
-    model.config._name_or_path = model_id_for_records(cfg.model.name_or_path)
+    model.config._name_or_path = base_model_id(cfg.model)
     model.name_or_path = model.config._name_or_path  # what PEFT writes as base_model_name_or_path
     peft_config = LoraConfig(
         r=cfg.lora.r,

@@ -7,6 +7,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split
 from mmkit.errors import UserError
+from mmkit.labels import label_config
 from mmkit.modeling import head_modules_of, load_pretrained, pretrained_kwargs
 from mmkit.tasks.image_rows import ImageRowsTask
 
@@ -46,9 +47,7 @@ class ImageClassificationTask(ImageRowsTask):
             AutoModelForImageClassification,
             source,
             cfg.model,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
+            **label_config(labels),
             ignore_mismatched_sizes=True,  # a checkpoint's own head (e.g. 1000 ImageNet classes) is replaced
         )
 

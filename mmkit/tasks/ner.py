@@ -13,7 +13,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split
 from mmkit.errors import UserError
-from mmkit.labels import class_label_names
+from mmkit.labels import class_label_names, label_config
 from mmkit.modeling import head_modules_of, load_pretrained, load_tokenizer
 from mmkit.ner_data import (
     IGNORE,
@@ -192,10 +192,8 @@ class NerTask(Task):
             AutoModelForTokenClassification,
             source,
             cfg.model,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
             pad_token_id=tokenizer.pad_token_id,
+            **label_config(labels),
         )
 
     def head_modules(self, model) -> list[str]:
