@@ -122,7 +122,7 @@ def run_trainer_clip(out: Path) -> dict:
                 torch.nn.Dropout(0.1), torch.nn.Linear(256, len(LABELS)),
             )
 
-        def forward(self, input_ids, attention_mask, pixel_values, labels=None):
+        def forward(self, input_ids, attention_mask, pixel_values, labels=None, **_):  # the tiny CLIP adds token_type_ids
             t = torch.nn.functional.normalize(self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output, dim=-1)
             i = torch.nn.functional.normalize(self.clip.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
             logits = self.head(torch.cat([t, i, t * i, (t - i).abs()], -1))

@@ -44,8 +44,12 @@ def check_image(path: Path) -> str | None:
     return None
 
 
-def load_rgb(reference: Any):
-    """Decode one image reference (a path or a datasets `Image` record) to an upright RGB PIL image."""
+def load_rgb(reference: Any, min_side: int | None = None):
+    """Decode one image reference (a path or a datasets `Image` record) to an upright RGB PIL image.
+
+    `min_side`: the processor will shrink the image to about this size anyway, so a JPEG is decoded at the
+    smallest 1/2, 1/4 or 1/8 scale that keeps both sides >= min_side (libjpeg's DCT scaling): the same input
+    to the model's resize, at a fraction of the decoding and resizing cost."""
     from PIL import Image, ImageOps
 
     if isinstance(reference, (str, os.PathLike)):
@@ -58,8 +62,27 @@ def load_rgb(reference: Any):
         image = reference
     else:
         raise UserError(f"cannot read an image from {type(reference).__name__} {str(reference)[:80]!r}")
+    if min_side and image.format == "JPEG":
+        image.draft("RGB", (min_side, min_side))
     image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
     return image.convert("RGB")
+
+
+SIDE_KEYS = ("height", "width", "shortest_edge", "longest_edge")
+
+
+def processor_min_side(processor) -> int | None:
+    """The largest side an image processor resizes or crops to (its `size` / `crop_size`), if it says."""
+    image_processor = getattr(processor, "image_processor", processor)
+    sides = []
+    for name in ("size", "crop_size"):
+        value = getattr(image_processor, name, None)
+        if isinstance(value, int):
+            sides.append(value)
+        elif value is not None:  # a dict, or transformers 5's SizeDict
+            sides += [getattr(value, key, None) if not isinstance(value, dict) else value.get(key) for key in SIDE_KEYS]
+    sides = [side for side in sides if isinstance(side, int)]
+    return max(sides) if sides else None
 
 
 def blank_like(image):

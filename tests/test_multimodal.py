@@ -358,3 +358,23 @@ def test_mvsa_recipe_end_to_end_on_a_tiny_clip(shared_data, tiny_clip, tmp_path)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_examples"] == 200 and json.loads((out / "labels.json").read_text()) == ["negative", "neutral", "positive"]
     assert "truncated to 32 tokens" in proc.stdout + proc.stderr
+
+
+def test_jpegs_are_decoded_at_the_scale_the_processor_needs(tmp_path):
+    """A JPEG is decoded at the smallest DCT scale that keeps both sides >= what the processor resizes to:
+    the model's input barely changes, the decoding work shrinks."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    from mmkit.images import load_rgb, processor_min_side
+
+    path = tmp_path / "photo.jpg"
+    Image.radial_gradient("L").resize((640, 480)).convert("RGB").save(path, quality=95)
+    processor = CLIPImageProcessor(size={"shortest_edge": 100}, crop_size={"height": 100, "width": 100})
+    assert processor_min_side(processor) == 100
+    small = load_rgb(str(path), processor_min_side(processor))
+    assert small.size == (160, 120)  # 1/4 scale; 1/8 (80 x 60) would be smaller than the processor needs
+    full = load_rgb(str(path))
+    assert full.size == (640, 480) and load_rgb(str(tmp_path / "photo.jpg"), 1000).size == (640, 480)
+    a, b = (processor(image, return_tensors="pt")["pixel_values"] for image in (small, full))
+    assert a.shape == b.shape and (a - b).abs().mean() < 0.02, (a - b).abs().mean()

@@ -14,7 +14,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split, check_text_column
 from mmkit.errors import UserError
-from mmkit.images import blank_like, check_image, load_rgb, resolve_image_path
+from mmkit.images import blank_like, check_image, load_rgb, processor_min_side, resolve_image_path
 from mmkit.tasks.base import TaskData
 from mmkit.tasks.classification import ClassificationTask
 
@@ -120,6 +120,7 @@ class ImageBatchCollator:
         self.model_cfg = model_cfg
         self.uses_text = uses_text
         self.blank_images = blank_images
+        self.min_side = processor_min_side(getattr(processor, "image_processor", processor))
 
     def __call__(self, rows: list[dict[str, Any]]):
         import torch
@@ -127,7 +128,7 @@ class ImageBatchCollator:
         images = []
         for row in rows:
             try:
-                image = load_rgb(row["image"])
+                image = load_rgb(row["image"], self.min_side)
             except OSError as err:  # checked at load time: the file changed since
                 where = row["image"] if isinstance(row["image"], str) else "a Hub image"
                 raise UserError(f"image {where} could not be decoded ({err}); was it changed during the run?") from None
