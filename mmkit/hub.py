@@ -50,6 +50,8 @@ ALLOWED_FILES = (
     "preprocessor_config.json",
     "processor_config.json",
     "image_processor_config.json",
+    "mm_model.safetensors",  # a fully fine-tuned image+text model
+    "pooled_head.safetensors",  # the head of a fully fine-tuned mean-pooling text model
     "config.yaml",
     "labels.json",
     "metrics.json",

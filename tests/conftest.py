@@ -65,3 +65,35 @@ def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, module: str =
     command = [sys.executable, "-m", module, *args] if module else [sys.executable, *args]
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=600)
+
+
+# --- a local Hub (tests/hub_server.py) for push / load-from-repo tests --------------------------------------
+
+TOKEN = "hf_mmkitTestToken0123456789abcdefghijklmnop"
+
+
+@pytest.fixture(scope="module")
+def hub():
+    from hub_server import HubServer
+
+    server = HubServer(TOKEN).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hub_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hf-home")  # empty HF cache + no token file
+
+
+def hub_env(hub, home: Path, token: str | None = TOKEN, endpoint: str | None = None) -> dict:
+    return {
+        "HF_ENDPOINT": endpoint or hub.url,
+        "HF_TOKEN": token or "",
+        "HF_HOME": str(home),
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
+
+

@@ -15,12 +15,10 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import run_cli, sentiment_overrides  # noqa: E402
-from hub_server import HubServer  # noqa: E402
+from conftest import TOKEN, hub_env, run_cli, sentiment_overrides  # noqa: E402
 
 from mmkit.config import set_dotted  # noqa: E402
 
-TOKEN = "hf_mmkitTestToken0123456789abcdefghijklmnop"
 AUTO_REPO = "tester/tiny-sentiment-auto"
 EXPECTED_UPLOAD = {
     "README.md",
@@ -35,29 +33,6 @@ EXPECTED_UPLOAD = {
     "tokenizer_config.json",
 }
 TEXTS = ["the film was really superb", "a dull and broken phone", "my trip was quite grim and cold"]
-
-
-@pytest.fixture(scope="module")
-def hub():
-    server = HubServer(TOKEN).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def hub_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("hf-home")  # empty HF cache + no token file
-
-
-def hub_env(hub: HubServer, home: Path, token: str | None = TOKEN, endpoint: str | None = None) -> dict:
-    return {
-        "HF_ENDPOINT": endpoint or hub.url,
-        "HF_TOKEN": token or "",
-        "HF_HOME": str(home),
-        "HF_HUB_OFFLINE": "0",
-        "HF_HUB_DISABLE_XET": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-    }
 
 
 @pytest.fixture(scope="module")

@@ -378,3 +378,21 @@ def test_jpegs_are_decoded_at_the_scale_the_processor_needs(tmp_path):
     assert full.size == (640, 480) and load_rgb(str(tmp_path / "photo.jpg"), 1000).size == (640, 480)
     a, b = (processor(image, return_tensors="pt")["pixel_values"] for image in (small, full))
     assert a.shape == b.shape and (a - b).abs().mean() < 0.02, (a - b).abs().mean()
+
+
+@pytest.mark.parametrize("mm_run", ["clip"], indirect=True)
+def test_push_then_eval_from_the_hub(mm_run, fusion_data, hub, hub_home, tmp_path):
+    """An image+text run pushed to a (local) Hub carries its adapter, head and processor, and evaluates from
+    the repo id to the metrics training reported."""
+    from conftest import hub_env
+
+    _, run, metrics = mm_run
+    env = hub_env(hub, hub_home)
+    proc = run_cli("push", str(run), "--repo-id", "tester/tiny-clip-mm", env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    uploaded = set(hub.files("tester/tiny-clip-mm"))
+    assert {"adapter_model.safetensors", "processor_config.json", "tokenizer_config.json", "README.md"} <= uploaded, uploaded
+    assert b"mm_sentiment" in hub.files("tester/tiny-clip-mm")["README.md"]
+    proc = run_cli("eval", "tester/tiny-clip-mm", "--data", str(fusion_data["test"]), "--output", str(tmp_path / "eval"), env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["accuracy"] == metrics["accuracy"]
