@@ -208,6 +208,16 @@ def test_vit_image_classification_from_folders(tiny_vit, tmp_path):
     metrics = finetune(load_config(None, overrides))
     assert metrics["accuracy"] >= 0.95, metrics
     assert json.loads((out / "labels.json").read_text()) == ["blue", "red"]
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
+    assert any("classifier" in k for k in load_file(str(out / "adapter_model.safetensors")))
+    trained = load_trained(str(out))  # fresh base + adapter + head: the best checkpoint's exact logits
+    reference = trained.task.load_model(trained.cfg, str(tiny_vit), trained.labels, trained.processor)
+    reference = attach_lora(reference, trained.cfg, trained.task.head_modules(reference), trained.task.peft_task_type).eval()
+    load_trainable_state_dict(reference, load_file(str(out / "checkpoints" / "best" / "trainable.safetensors")))
+    batch = trained.task.collator(trained.processor)([{"image": str(test / "red" / f"{i}.png"), "labels": 0} for i in range(4)])
+    with torch.inference_mode():
+        assert torch.equal(trained.model(pixel_values=batch["pixel_values"]).logits, reference(pixel_values=batch["pixel_values"]).logits)
     proc = run_cli("predict", str(out), "--image", str(test / "red" / "0.png"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["label"] == "red"
