@@ -208,7 +208,7 @@ def table(title: str, columns: list[tuple[str, str, str]], rows: dict[str, dict]
     print(f"\n{title}")
     print(f"{'':24}" + "".join(f"{label:>16}" for label, _, _ in columns))
     for name, result in rows.items():
-        print(f"{name:24}" + "".join(f"{fmt.format(result[key]):>16}" for _, key, fmt in columns))
+        print(f"{name:24}" + "".join(f"{'-' if result[key] is None else fmt.format(result[key]):>16}" for _, key, fmt in columns))
 
 
 def main() -> int:
@@ -242,7 +242,7 @@ def main() -> int:
         real = results["two_tower"] = {
             "MiniLM text-only": run_side(__file__, "real-text_only", []),
             "MiniLM + small ViT": run_side(__file__, "real-two_tower", []),
-            "CLMLF (paper)": {**CLMLF, "macro_f1": float("nan"), "train_s": float("nan")},
+            "CLMLF (paper)": {**CLMLF, "macro_f1": None, "train_s": None},
         }
         table("MVSA-Single test (200 rows): what the image adds", [
             ("accuracy", "accuracy", "{:.4f}"), ("weighted F1", "weighted_f1", "{:.4f}"), ("macro F1", "macro_f1", "{:.4f}"),
