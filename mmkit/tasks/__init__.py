@@ -11,6 +11,7 @@ from mmkit.tasks.base import EvalResult, Task, TaskData
 TASKS = {
     "sentiment": "mmkit.tasks.sentiment:SentimentTask",
     "ner": "mmkit.tasks.ner:NerTask",
+    "translation": "mmkit.tasks.translation:TranslationTask",
 }
 
 
