@@ -73,7 +73,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
             notes += split_notes
     model = task.load_model(cfg, source, data.labels, processor)
     family = model_family(model)
-    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type)
+    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type, getattr(task, "new_token_ids", None))
 
     # 3. Only now, with everything checked, write into the output directory.
     if accelerator.is_main_process:

@@ -40,3 +40,20 @@ def toy_translation_splits(folder: Path, n_train: int = 800, n_eval: int = 40) -
         "validation": write_jsonl(folder / "validation.jsonl", validation),
         "test": write_jsonl(folder / "test.jsonl", test),
     }
+
+
+def build_tiny_marian(folder: Path, tokenizer_folder: Path) -> Path:
+    """A 1-layer Marian checkpoint (d_model 32, random weights) with the given tokenizer, saved like a Hub one."""
+    from transformers import AutoTokenizer, MarianConfig, MarianMTModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
+    config = MarianConfig(
+        vocab_size=len(tokenizer), d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id, scale_embedding=True,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    MarianMTModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

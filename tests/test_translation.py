@@ -11,7 +11,7 @@ import pytest
 import sacrebleu
 import torch
 from builders import write_jsonl
-from builders_translation import DICTIONARY, toy_translation_splits
+from builders_translation import DICTIONARY, build_tiny_marian, toy_translation_splits
 from conftest import REPO, run_cli
 
 from mmkit.config import load_config
@@ -261,3 +261,25 @@ def test_scratch_needs_lora_off_and_a_tokenizer(toy_data, toy_tokenizer, tmp_pat
     assert model.get_input_embeddings().num_embeddings == len(tok) and model.config.scale_embedding
     assert os.path.basename(str(toy_tokenizer)) == "tok"
     assert torch.equal(model.get_input_embeddings().weight, model.get_output_embeddings().weight)  # tied
+
+
+def test_special_tokens_on_a_checkpoint_train_with_lora_and_are_saved(toy_data, toy_tokenizer, tmp_path):
+    from safetensors.torch import load_file
+
+    base = build_tiny_marian(tmp_path / "marian", toy_tokenizer)
+    out = tmp_path / "run"
+    overrides = scratch_overrides("marian", toy_tokenizer, toy_data, out, **{
+        "model.init": "pretrained", "model.name_or_path": str(base), "model.tokenizer": None, "lora.enabled": True,
+        "model.special_tokens": ["<to-de>"], "train.epochs": 1, "translation.source_prefix": "<to-de> ",
+    })
+    finetune(load_config(None, overrides))
+    trained = load_trained(str(out))
+    new_id = trained.processor.convert_tokens_to_ids("<to-de>")
+    assert new_id == len(trained.processor) - 1 and trained.model.get_input_embeddings().num_embeddings == len(trained.processor)
+    adapter = load_file(out / "adapter_model.safetensors")
+    saved = [k for k in adapter if "trainable_tokens" in k]
+    assert saved, sorted(adapter)[:5]  # the new row is saved with the adapter ...
+    (row,) = [adapter[k] for k in saved if adapter[k].shape[0] == 1]
+    # ... and the reloaded model embeds the token with the saved row (the prefix put it in every training source).
+    embedded = trained.model.get_base_model().get_input_embeddings()(torch.tensor([new_id]))
+    assert torch.allclose(embedded[0], row[0])

@@ -63,6 +63,7 @@ class TranslationTask(Task):
         self.cfg: Config | None = None
         self.tokenizer = None
         self._kind: str | None = None
+        self.new_token_ids: list[int] | None = None  # embedding rows added to a checkpoint (trained with LoRA)
 
     # --- data ---------------------------------------------------------------------------------------------
     def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
@@ -280,9 +281,12 @@ class TranslationTask(Task):
             model = auto_class.from_config(self._scratch_config(cfg, tokenizer))
         else:
             model = load_pretrained(auto_class, source, cfg.model)
-        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-            # New tokens (model.special_tokens, or a bigger tokenizer) get rows initialised from the mean.
+        old_size = model.get_input_embeddings().num_embeddings
+        if len(tokenizer) > old_size:
+            # New tokens (model.special_tokens, or a bigger tokenizer) get rows initialised from the mean; with
+            # LoRA those rows train and are saved with the adapter (finetune reads new_token_ids).
             model.resize_token_embeddings(len(tokenizer))
+            self.new_token_ids = list(range(old_size, len(tokenizer)))
         for config in (model.config, model.generation_config):
             if getattr(config, "pad_token_id", None) is None:
                 config.pad_token_id = tokenizer.pad_token_id
