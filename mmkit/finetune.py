@@ -87,9 +87,10 @@ def finetune(cfg: Config) -> dict[str, Any]:
     trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
     if cfg.train.resume:
         trainer.resume_from(cfg.train.resume)
-    trainer.banner(
-        f"mmkit | task {task.name} | model {model_id_for_records(cfg.model.name_or_path)} ({family.name})", notes
-    )
+    model_shown = model_id_for_records(cfg.model.name_or_path)
+    if cfg.model.init == "scratch":  # translation: no checkpoint, the default model name would be a lie
+        model_shown = f"{cfg.model.name_or_path or cfg.model.config.family} from scratch, tokenizer {cfg.model.tokenizer or cfg.model.name_or_path}"
+    trainer.banner(f"mmkit | task {task.name} | model {model_shown} ({family.name})", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
     trainer.train()
