@@ -283,3 +283,17 @@ def test_special_tokens_on_a_checkpoint_train_with_lora_and_are_saved(toy_data, 
     # ... and the reloaded model embeds the token with the saved row (the prefix put it in every training source).
     embedded = trained.model.get_base_model().get_input_embeddings()(torch.tensor([new_id]))
     assert torch.allclose(embedded[0], row[0])
+
+
+def test_lora_on_a_pretrained_gpt2_without_pad_token(tiny_gpt2, toy_data, tmp_path):
+    """A GPT-2 checkpoint (no pad token) trains with LoRA, evaluates with left padding and predicts."""
+    out = tmp_path / "run"
+    overrides = scratch_overrides("gpt2", tiny_gpt2, toy_data, out, **{
+        "model.init": "pretrained", "model.name_or_path": str(tiny_gpt2), "model.tokenizer": None, "lora.enabled": True,
+        "train.epochs": 1, "train.max_steps": 4, "translation.max_new_tokens": 8,
+    })
+    metrics = finetune(load_config(None, overrides))
+    assert {"bleu", "chrf"} <= set(metrics)
+    trained = load_trained(str(out))
+    assert trained.processor.pad_token == trained.processor.eos_token
+    assert isinstance(predict(trained, {"text": "the cat"})["translation"], str)

@@ -125,6 +125,10 @@ class TranslationTask(Task):
                 f"the tokenizer of {cfg.model.tokenizer or source} has no eos token; translation needs one to end targets "
                 "(train one with `mmkit tokenizer train`, which sets </s>)"
             )
+        if tokenizer.pad_token is None:
+            # GPT-style tokenizers have no pad token; padding never carries loss (labels pad with -100) and the
+            # attention mask hides it, so eos can stand in.
+            tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         return tokenizer
 
