@@ -90,7 +90,10 @@ def base_model_id(model_cfg) -> str:
 
 
 def model_description(model_cfg) -> str:
-    """The model as banners and run names show it: `text + vision` for a two-tower model."""
+    """The model as banners and run names show it: `text + vision` for a two-tower model, the architecture and
+    tokenizer for a model built from scratch."""
+    if model_cfg.init == "scratch":  # no checkpoint: the default model's name would be a lie
+        return f"{model_cfg.name_or_path or model_cfg.config.family} from scratch, tokenizer {model_cfg.tokenizer or model_cfg.name_or_path}"
     if model_cfg.vision:
         return f"{model_id_for_records(model_cfg.text)} + {model_cfg.vision}"
     return model_id_for_records(model_cfg.name_or_path)

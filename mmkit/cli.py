@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     pr.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
     add_hub_commands(sub)
+    add_tokenizer_commands(sub)
     return parser
 
 
@@ -201,7 +202,60 @@ def cmd_merge(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "push": cmd_push, "merge": cmd_merge}
+# ----------------------------------------------------------------------------------------------------------
+# Tokenizer training (translation issue)
+
+
+def add_tokenizer_commands(sub) -> None:
+    tok = sub.add_parser(
+        "tokenizer",
+        help="train a tokenizer (BPE, WordPiece, Unigram) or show how one splits a text",
+        description="Train a tokenizer with the `tokenizers` library on text or JSONL files and save it as a folder "
+        "that AutoTokenizer.from_pretrained loads (use it as model.tokenizer of a model.init=scratch run), or "
+        "inspect how a tokenizer splits a text.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mmkit tokenizer train --type bpe --vocab-size 8000 data/train.jsonl --output tok-en-de/\n"
+        "  mmkit tokenizer train --type unigram --vocab-size 4000 --special-tokens '<pad>,<unk>,<s>,</s>,<to-zh>' "
+        "corpus.txt --output tok/\n  mmkit tokenizer inspect tok-en-de/ \"Two dogs play in the snow.\"",
+    )
+    tok_sub = tok.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
+    train = tok_sub.add_parser("train", help="train and save a tokenizer", description="Train and save a tokenizer.")
+    train.add_argument("files", nargs="+", help="training text: .txt (one text per line) or .jsonl (see --columns)")
+    train.add_argument("--output", required=True, help="new folder for the tokenizer")
+    train.add_argument("--type", default="bpe", choices=["bpe", "wordpiece", "unigram"], help="bpe: byte-level BPE (default)")
+    train.add_argument("--vocab-size", type=int, default=8000, help="vocabulary size, special tokens included (default 8000)")
+    train.add_argument(
+        "--special-tokens", default="<pad>,<unk>,<s>,</s>",
+        help="comma-separated, in id order; pad/unk/bos/eos are found by name (<pad> [PAD], <unk> [UNK], <s> [CLS], "
+        "</s> [SEP] <|endoftext|>), others become extra special tokens (default: <pad>,<unk>,<s>,</s>)",
+    )
+    train.add_argument("--columns", default="source,target", help="JSONL: comma-separated text columns to read (default source,target)")
+    train.add_argument("--min-frequency", type=int, default=2, help="bpe/wordpiece: fewest occurrences of a merge (default 2)")
+    train.add_argument("--model-max-length", type=int, default=512, help="longest input the tokenizer announces (default 512)")
+    inspect = tok_sub.add_parser("inspect", help="show the tokens and ids of a text", description="Show the tokens and ids of a text.")
+    inspect.add_argument("tokenizer", help="tokenizer folder (or a run / checkpoint folder holding one)")
+    inspect.add_argument("text", help="the text to split")
+
+
+def cmd_tokenizer(args) -> int:
+    from mmkit.tokenizer_training import describe, train_tokenizer
+
+    if args.tokenizer_command == "train":
+        split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
+        tokenizer = train_tokenizer(
+            args.files, args.output, kind=args.type, vocab_size=args.vocab_size, special_tokens=split(args.special_tokens),
+            columns=split(args.columns), min_frequency=args.min_frequency, model_max_length=args.model_max_length,
+        )
+        print(f"{args.type} tokenizer with {len(tokenizer):,} tokens saved to {args.output}")
+        return 0
+    from mmkit.config import ModelConfig
+    from mmkit.modeling import load_tokenizer
+
+    print(describe(load_tokenizer(args.tokenizer, ModelConfig()), args.text))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "push": cmd_push, "merge": cmd_merge, "tokenizer": cmd_tokenizer}
 
 
 @exit_on_user_error

@@ -26,6 +26,20 @@ def opt(default: Any, help: str):
     return field(default=default, metadata={"help": help})
 
 
+# translation
+@dataclass
+class ArchitectureConfig:
+    """The shape of a model built from scratch (model.init=scratch without a model.name_or_path)."""
+
+    family: str | None = opt(None, "scratch: marian | bart | t5 | gpt2 (the architecture to build with random weights)")
+    d_model: int = opt(256, "scratch: hidden size")
+    layers: int = opt(3, "scratch: layers (in the encoder and in the decoder of a seq2seq model)")
+    heads: int = opt(4, "scratch: attention heads")
+    ffn_dim: int = opt(1024, "scratch: feed-forward size")
+    max_positions: int = opt(256, "scratch: longest sequence the position embeddings cover")
+    dropout: float = opt(0.1, "scratch: dropout")
+
+
 @dataclass
 class ModelConfig:
     name_or_path: str | None = opt(None, "Hub id or checkpoint folder; empty: the embedded default (all-MiniLM-L6-v2)")
@@ -41,6 +55,11 @@ class ModelConfig:
     fusion: list[str] | None = opt(None, "CLIP: features the head sees, from text, image, product, difference; empty: all four")
     prompt: str = opt("{text}", "BLIP-2 / LLaVA: the prompt around the row's text; LLaVA adds the image (chat template when the processor has one)")
     train_projector: bool = opt(False, "LLaVA: also train the vision-to-language projector (saved with the adapter)")
+    # translation
+    init: str = opt("pretrained", "pretrained: load the weights of name_or_path | scratch: random weights (with lora.enabled=false)")
+    tokenizer: str | None = opt(None, "tokenizer folder (e.g. from `mmkit tokenizer train`); empty: the checkpoint's own")
+    config: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+    special_tokens: list[str] | None = opt(None, "tokens added to the tokenizer (embeddings resized, trained and saved with the run)")
 
 
 @dataclass
@@ -107,13 +126,32 @@ class TrainConfig:
     push_to_hub: str | None = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
 
 
+# translation
+@dataclass
+class TranslationConfig:
+    source_column: str = opt("source", "column holding the source text")
+    target_column: str = opt("target", "column holding the reference translation")
+    source_lang: str | None = opt(None, "source language code (reads Hub rows {'translation': {'en': ..., 'de': ...}})")
+    target_lang: str | None = opt(None, "target language code: picks the BLEU tokenizer (zh -> zh, else 13a); empty: guessed from the references")
+    source_prefix: str = opt("", "text put before every source, e.g. 'translate English to German: ' for T5")
+    target_lang_token: str | None = opt(None, "target language token: >>xx<< (opus-mt multi-target) goes before the source; others (mBART de_DE) start the target")
+    template: str = opt("{source} => {target}", "decoder-only models: how a pair becomes one sequence; loss only on {target} and what follows it (+ eos)")
+    max_target_length: int | None = opt(None, "target tokens (seq2seq); longer targets are truncated and counted; empty: data.max_length")
+    num_beams: int = opt(1, "beam search width in evaluation and predict (1: greedy)")
+    max_new_tokens: int = opt(64, "longest generated translation, in tokens")
+    length_penalty: float = opt(1.0, "beam search: >1 favours longer translations, <1 shorter")
+    bleu_tokenize: str = opt("auto", "sacrebleu tokenizer: auto (zh for Chinese targets, else 13a) | 13a | zh | intl | char | none ...")
+
+
 @dataclass
 class Config:
-    task: str = opt("sentiment", "what to train: sentiment | ner | mm_sentiment (image + text) | image_classification")
+    task: str = opt("sentiment", "what to train: sentiment | ner | translation | mm_sentiment (image + text) | image_classification")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    # translation
+    translation: TranslationConfig = field(default_factory=TranslationConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -6,13 +6,14 @@ with `gather_for_metrics`, which drops the samples a multi-process run repeats t
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from mmkit.batching import EvalBatchSampler
 from mmkit.plots import plot_confusion_matrix
-from mmkit.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json
+from mmkit.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
 
@@ -73,7 +74,7 @@ def _concat(tensors: list):
 
 
 def write_eval_outputs(result: EvalResult, output_dir: Path, split: str, extra: dict[str, Any] | None = None) -> Path:
-    """metrics.json (flat keys) plus the plots the result carries; returns the metrics file."""
+    """metrics.json (flat keys) plus the plots and JSONL files the result carries; returns the metrics file."""
     metrics: dict[str, Any] = {"split": split, **result.metrics, **(extra or {})}
     path = output_dir / METRICS_FILE
     atomic_write_json(path, metrics)
@@ -84,4 +85,6 @@ def write_eval_outputs(result: EvalResult, output_dir: Path, split: str, extra: 
             output_dir / CONFUSION_PLOT_FILE,
             title=f"confusion matrix ({split})",
         )
+    for name, rows in result.details.get("jsonl_files", {}).items():  # e.g. translation: source, reference, hypothesis
+        atomic_write_text(output_dir / name, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     return path

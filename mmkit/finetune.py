@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import model_description, resolve_model_path
+from mmkit.backbones import model_description, model_id_for_records, resolve_model_path
 from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
@@ -23,8 +23,12 @@ from mmkit.trainer import Trainer, make_accelerator, peak_memory_mb
 
 
 def default_output_dir(cfg: Config) -> str:
-    parts = [part.strip().rstrip("/").rsplit("/", 1)[-1] for part in model_description(cfg.model).split(" + ")]
-    return str(Path("runs") / f"{cfg.task}-{'+'.join(parts)}")
+    model = cfg.model
+    if model.vision:
+        ids = [model_id_for_records(model.text), model.vision]
+    else:
+        ids = [model.name_or_path or (model.config.family if model.init == "scratch" else model_id_for_records(None))]
+    return str(Path("runs") / f"{cfg.task}-{'+'.join(i.rstrip('/').rsplit('/', 1)[-1] for i in ids)}")
 
 
 def load_splits(cfg: Config) -> dict[str, Split]:
@@ -73,7 +77,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
             notes += split_notes
     model = task.load_model(cfg, source, data.labels, processor)
     family = model_family(model)
-    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type)
+    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type, getattr(task, "new_token_ids", None))
 
     # 3. Only now, with everything checked, write into the output directory.
     if accelerator.is_main_process:
@@ -87,9 +91,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
     if cfg.train.resume:
         trainer.resume_from(cfg.train.resume)
-    trainer.banner(
-        f"mmkit | task {task.name} | model {model_description(cfg.model)} ({family.name})", notes
-    )
+    trainer.banner(f"mmkit | task {task.name} | model {model_description(cfg.model)} ({family.name})", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
     trainer.train()

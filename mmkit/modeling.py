@@ -102,11 +102,12 @@ def head_modules_of(model) -> list[str]:
     return heads
 
 
-def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | None):
+def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | None, new_token_ids: list[int] | None = None):
     """Wrap `model` with a LoRA adapter (or, with lora.enabled=false, make every weight trainable).
 
     The head is listed in `modules_to_save`: it trains in full and is saved with the adapter, so the
-    adapter alone reloads to identical logits on a fresh base.
+    adapter alone reloads to identical logits on a fresh base. `new_token_ids` (tokens added to the tokenizer):
+    their embedding rows train and are saved with the adapter (PEFT trainable tokens, tied weights included).
     """
     if not cfg.lora.enabled:
         for param in model.parameters():
@@ -131,6 +132,7 @@ def attach_lora(model, cfg: Config, head_modules: list[str], task_type: str | No
         modules_to_save=head_modules or None,
         task_type=task_type,
         revision=cfg.model.revision,
+        **({"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}),
     )
     return get_peft_model(model, peft_config)
 

@@ -72,3 +72,26 @@ def test_real_minilm_demo_learns(demo_overrides, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "demo" / "metrics.json").read_text())["accuracy"] >= 0.85
     shutil.rmtree(tmp_path / "demo")
+
+
+def test_accelerate_launch_of_the_translation_recipe(tmp_path):
+    """The Multi30k config, launched as its header says, on toy pairs with a tokenizer from `mmkit tokenizer train`."""
+    from builders_translation import toy_translation_splits
+
+    data = toy_translation_splits(tmp_path / "data", n_train=200, n_eval=10)
+    tokenizer = tmp_path / "tok"
+    made = run_cli("tokenizer", "train", "--vocab-size", "400", str(data["train"]), "--output", str(tokenizer))
+    assert made.returncode == 0, made.stderr[-3000:]
+    out = tmp_path / "run"
+    proc = _run_launcher(
+        str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file", str(REPO / "accelerate_config.yaml"),
+        "recipes/translation.py", "--config", str(REPO / "recipes" / "configs" / "translation_multi30k_en_de.yaml"),
+        f"model.tokenizer={tokenizer}", "model.config.d_model=32", "model.config.layers=1", "model.config.heads=2",
+        "model.config.ffn_dim=64", f"data.train={data['train']}", f"data.validation={data['validation']}",
+        f"data.test={data['test']}", f"train.output_dir={out}", "train.max_steps=10", "train.eval_every=10",
+        "train.save_every=10", "train.batch_size=32",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "test" and {"bleu", "chrf"} <= set(metrics) and "tok:13a" in metrics["bleu_signature"]
+    assert len((out / "translations.jsonl").read_text().splitlines()) == 10

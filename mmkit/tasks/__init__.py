@@ -13,6 +13,7 @@ TASKS = {
     "ner": "mmkit.tasks.ner:NerTask",
     "mm_sentiment": "mmkit.tasks.mm_sentiment:MultimodalSentimentTask",
     "image_classification": "mmkit.tasks.image_classification:ImageClassificationTask",
+    "translation": "mmkit.tasks.translation:TranslationTask",
 }
 
 
