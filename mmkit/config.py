@@ -31,7 +31,7 @@ def opt(default: Any, help: str):
 class ArchitectureConfig:
     """The shape of a model built from scratch (model.init=scratch without a model.name_or_path)."""
 
-    family: str | None = opt(None, "scratch: marian | bart | t5 | gpt2 (the architecture to build with random weights)")
+    family: str | None = opt(None, "scratch: marian (encoder-decoder) | gpt2 (decoder-only): the architecture to build with random weights")
     d_model: int = opt(256, "scratch: hidden size")
     layers: int = opt(3, "scratch: layers (in the encoder and in the decoder of a seq2seq model)")
     heads: int = opt(4, "scratch: attention heads")
