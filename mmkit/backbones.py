@@ -83,6 +83,16 @@ def model_id_for_records(name_or_path: str | None) -> str:
     return name_or_path or DEFAULT_MODEL_ID
 
 
+def starting_checkpoint(model_cfg) -> str | None:
+    """What a run loads first: model.name_or_path, a two-tower model's text tower, or for a model built from
+    scratch without a checkpoint config its tokenizer folder (never the embedded default, which it does not use)."""
+    if model_cfg.vision:
+        return model_cfg.text
+    if model_cfg.init == "scratch" and not model_cfg.name_or_path and model_cfg.tokenizer:
+        return model_cfg.tokenizer
+    return model_cfg.name_or_path
+
+
 def base_model_id(model_cfg) -> str:
     """The base an adapter records: the checkpoint, or a two-tower model's text tower (the vision tower is
     named in the run's config)."""

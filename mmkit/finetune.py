@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import model_description, model_id_for_records, resolve_model_path
+from mmkit.backbones import model_description, model_id_for_records, resolve_model_path, starting_checkpoint
 from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
@@ -67,7 +67,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     data = task.load_data(cfg, load_splits(cfg))
 
     # 2. Model: processor, pretrained backbone + new head, LoRA.
-    source = resolve_model_path(cfg.model.text if cfg.model.vision else cfg.model.name_or_path)
+    source = resolve_model_path(starting_checkpoint(cfg.model))
     processor = task.load_processor(cfg, source)
     notes = list(data.notes)
     prepared = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from mmkit.backbones import Family, family_of, lora_targets, base_model_id
+from mmkit.backbones import Family, base_model_id, family_of, lora_targets
 from mmkit.config import Config, ModelConfig
 from mmkit.errors import UserError
 
