@@ -59,7 +59,7 @@ def tiny_model(family: str, folder: Path) -> dict:
 
 def run_family(family: str, out: Path) -> dict:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
+    from mmkit.training.finetune import finetune
 
     overrides = data_overrides(
         out / "run", task="mm_sentiment", **tiny_model(family, out),
@@ -83,8 +83,8 @@ COMPARE = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "r": 8, "alpha"
 
 def run_mmkit_clip(out: Path) -> dict:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
-    from mmkit.inference import evaluate_run, load_trained
+    from mmkit.training.finetune import finetune
+    from mmkit.runs.inference import evaluate_run, load_trained
 
     c = COMPARE
     overrides = data_overrides(
@@ -181,7 +181,7 @@ def small_vit(folder: Path) -> str:
 
 def run_real(kind: str, out: Path) -> dict:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
+    from mmkit.training.finetune import finetune
 
     if kind == "text_only":
         overrides = data_overrides(out / "run", task="sentiment", **REAL)

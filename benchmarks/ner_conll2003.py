@@ -25,7 +25,7 @@ HPARAMS = {"r": 16, "alpha": 32, "targets": ["query", "key", "value", "dense"], 
 
 def run_mmkit(rows: int, out: Path) -> dict:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
+    from mmkit.training.finetune import finetune
 
     cfg = load_config(
         REPO / "recipes" / "configs" / "ner_conll2003.yaml",

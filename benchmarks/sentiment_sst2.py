@@ -32,8 +32,8 @@ MACHINE_FLOPS = 250e9
 
 def run_mmkit(rows: int, out: Path) -> dict:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
-    from mmkit.inference import evaluate_run, load_trained
+    from mmkit.training.finetune import finetune
+    from mmkit.runs.inference import evaluate_run, load_trained
 
     cfg = load_config(
         REPO / "recipes" / "configs" / "sentiment_sst2.yaml",
@@ -66,10 +66,10 @@ def run_mmkit(rows: int, out: Path) -> dict:
 
 def padded_tokens(cfg, rows) -> dict:
     """Tokens in the rows vs tokens mmkit's length-grouped batches carry vs shuffled batches padded to their longest."""
-    from mmkit.backbones import resolve_model_path
-    from mmkit.batching import TrainBatchSampler
+    from mmkit.models.families import resolve_model_path
+    from mmkit.data.batching import TrainBatchSampler
     from mmkit.data import load_split, subsample
-    from mmkit.modeling import load_tokenizer
+    from mmkit.models.loading import load_tokenizer
 
     tok = load_tokenizer(resolve_model_path(cfg.model.name_or_path), cfg.model)
     split = subsample(load_split(cfg.data.train, "train"), rows, 0)

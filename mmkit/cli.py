@@ -97,15 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from mmkit.config import load_config
-    from mmkit.finetune import finetune
+    from mmkit.training.finetune import finetune
 
     finetune(load_config(args.config, args.overrides))
     return 0
 
 
 def cmd_eval(args) -> int:
-    from mmkit.inference import evaluate_run, load_trained
-    from mmkit.tasks import get_task
+    from mmkit.runs.inference import evaluate_run, load_trained
 
     if args.zero_shot:
         from mmkit.zero_shot import DEFAULT_PROMPT, zero_shot_eval
@@ -113,10 +112,9 @@ def cmd_eval(args) -> int:
         if not args.data:
             raise UserError("--zero-shot needs the rows to score: pass --data FILE (or a Hub dataset id)")
         labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
-        result, extra, path = zero_shot_eval(
+        task, result, extra, path = zero_shot_eval(
             args.run, args.data, labels, args.prompt or DEFAULT_PROMPT, not args.image_only, args.split, args.output, args.batch_size or 32,
         )
-        task = get_task("mm_sentiment")
     else:
         trained = load_trained(args.run, args.revision, args.base)
         result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
@@ -128,7 +126,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from mmkit.inference import load_trained, predict
+    from mmkit.runs.inference import load_trained, predict
 
     from mmkit.tasks.image_rows import ImageRowsTask
 
@@ -182,7 +180,7 @@ def add_hub_commands(sub) -> None:
 
 
 def cmd_push(args) -> int:
-    from mmkit.hub import push_run
+    from mmkit.hub.push import push_run
 
     push_run(
         args.run,
@@ -196,7 +194,7 @@ def cmd_push(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from mmkit.merge import merge_run
+    from mmkit.hub.merge import merge_run
 
     merge_run(args.run, args.output, args.revision, args.base)
     return 0
@@ -249,7 +247,7 @@ def cmd_tokenizer(args) -> int:
         print(f"{args.type} tokenizer with {len(tokenizer):,} tokens saved to {args.output}")
         return 0
     from mmkit.config import ModelConfig
-    from mmkit.modeling import load_tokenizer
+    from mmkit.models.loading import load_tokenizer
 
     print(describe(load_tokenizer(args.tokenizer, ModelConfig()), args.text))
     return 0
@@ -284,7 +282,7 @@ def recipe_main(task: str, argv: list[str] | None = None) -> int:
     @exit_on_user_error
     def run() -> int:
         from mmkit.config import load_config
-        from mmkit.finetune import finetune
+        from mmkit.training.finetune import finetune
 
         cfg = load_config(args.config, args.overrides)
         if cfg.task != task:

@@ -10,147 +10,158 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from mmkit.errors import UserError
 
 
-def opt(default: Any, help: str):
-    """A config field with its `--help` text."""
-    return field(default=default, metadata={"help": help})
+def opt(default: Any, help: str, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None):
+    """A config field with its `--help` text and, for numbers, the range it must lie in (checked at load)."""
+    bounds = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if v is not None}
+    return field(default=default, metadata={"help": help, "bounds": bounds})
 
 
-# translation
+TaskName = Literal["sentiment", "ner", "translation", "mm_sentiment", "image_classification"]
+# transformers schedulers that need nothing beyond warmup and total steps.
+Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
+BleuTokenizer = Literal["auto", "13a", "zh", "intl", "char", "none", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200"]
+
+
 @dataclass
 class ArchitectureConfig:
     """The shape of a model built from scratch (model.init=scratch without a model.name_or_path)."""
 
-    family: str | None = opt(None, "scratch: marian (encoder-decoder) | gpt2 (decoder-only): the architecture to build with random weights")
-    d_model: int = opt(256, "scratch: hidden size")
-    layers: int = opt(3, "scratch: layers (in the encoder and in the decoder of a seq2seq model)")
-    heads: int = opt(4, "scratch: attention heads")
-    ffn_dim: int = opt(1024, "scratch: feed-forward size")
-    max_positions: int = opt(256, "scratch: longest sequence the position embeddings cover")
-    dropout: float = opt(0.1, "scratch: dropout")
+    family: Optional[Literal["marian", "gpt2"]] = opt(None, "scratch: marian (encoder-decoder) | gpt2 (decoder-only): the architecture to build with random weights")
+    d_model: int = opt(256, "scratch: hidden size", ge=8)
+    layers: int = opt(3, "scratch: layers (in the encoder and in the decoder of a seq2seq model)", ge=1)
+    heads: int = opt(4, "scratch: attention heads", ge=1)
+    ffn_dim: int = opt(1024, "scratch: feed-forward size", ge=1)
+    max_positions: int = opt(256, "scratch: longest sequence the position embeddings cover", ge=8)
+    dropout: float = opt(0.1, "scratch: dropout", ge=0, lt=1)
 
 
 @dataclass
 class ModelConfig:
-    name_or_path: str | None = opt(None, "Hub id or checkpoint folder; empty: the embedded default (all-MiniLM-L6-v2)")
-    revision: str | None = opt(None, "Hub branch, tag or commit of the checkpoint")
+    name_or_path: Optional[str] = opt(None, "Hub id or checkpoint folder; empty: the embedded default (all-MiniLM-L6-v2)")
+    revision: Optional[str] = opt(None, "Hub branch, tag or commit of the checkpoint")
     trust_remote_code: bool = opt(False, "run Python code shipped with the checkpoint (only for checkpoints you trust)")
-    dtype: str = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
-    pooling: str = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
+    dtype: Literal["float32", "bfloat16", "float16"] = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
+    pooling: Literal["auto", "mean", "model"] = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
     # image(+text) models
-    text: str | None = opt(None, "two-tower image+text model: the text encoder (Hub id or folder; empty: the embedded MiniLM when model.vision is set)")
-    vision: str | None = opt(None, "two-tower image+text model: the image encoder, e.g. google/vit-base-patch16-224-in21k (replaces model.name_or_path)")
-    head_hidden: int = opt(256, "image(+text) models: hidden size of the MLP head on the fused features (0: one linear layer)")
-    head_dropout: float = opt(0.1, "image(+text) models: dropout before and inside the head")
-    fusion: list[str] | None = opt(None, "CLIP: features the head sees, from text, image, product, difference; empty: all four")
+    text: Optional[str] = opt(None, "two-tower image+text model: the text encoder (Hub id or folder; empty: the embedded MiniLM when model.vision is set)")
+    vision: Optional[str] = opt(None, "two-tower image+text model: the image encoder, e.g. google/vit-base-patch16-224-in21k (replaces model.name_or_path)")
+    head_hidden: int = opt(256, "image(+text) models: hidden size of the MLP head on the fused features (0: one linear layer)", ge=0)
+    head_dropout: float = opt(0.1, "image(+text) models: dropout before and inside the head", ge=0, lt=1)
+    fusion: Optional[list[Literal["text", "image", "product", "difference"]]] = opt(None, "CLIP: features the head sees, from text, image, product, difference; empty: all four")
     prompt: str = opt("{text}", "BLIP-2 / LLaVA: the prompt around the row's text; LLaVA adds the image (chat template when the processor has one)")
     train_projector: bool = opt(False, "LLaVA: also train the vision-to-language projector (saved with the adapter)")
     # translation
-    init: str = opt("pretrained", "pretrained: load the weights of name_or_path | scratch: random weights (with lora.enabled=false)")
-    tokenizer: str | None = opt(None, "tokenizer folder (e.g. from `mmkit tokenizer train`); empty: the checkpoint's own")
+    init: Literal["pretrained", "scratch"] = opt("pretrained", "pretrained: load the weights of name_or_path | scratch: random weights (with lora.enabled=false)")
+    tokenizer: Optional[str] = opt(None, "tokenizer folder (e.g. from `mmkit tokenizer train`); empty: the checkpoint's own")
     config: ArchitectureConfig = field(default_factory=ArchitectureConfig)
-    special_tokens: list[str] | None = opt(None, "tokens added to the tokenizer (embeddings resized, trained and saved with the run)")
+    special_tokens: Optional[list[str]] = opt(None, "tokens added to the tokenizer (embeddings resized, trained and saved with the run)")
 
 
 @dataclass
 class DataConfig:
-    train: str | None = opt(None, "training rows: .jsonl/.json/.csv/.tsv/.parquet file, or Hub dataset id owner/name[:split]")
-    validation: str | None = opt(None, "validation rows (picks the best checkpoint); same forms as data.train")
-    test: str | None = opt(None, "test rows (final metrics); same forms as data.train")
-    hub_config: str | None = opt(None, "configuration name of a Hub dataset that has several")
+    train: Optional[str] = opt(None, "training rows: .jsonl/.json/.csv/.tsv/.parquet file, or Hub dataset id owner/name[:split]")
+    validation: Optional[str] = opt(None, "validation rows (picks the best checkpoint); same forms as data.train")
+    test: Optional[str] = opt(None, "test rows (final metrics); same forms as data.train")
+    hub_config: Optional[str] = opt(None, "configuration name of a Hub dataset that has several")
     text_column: str = opt("text", "column holding the input text")
     label_column: str = opt("label", "column holding the label (an integer class index or a label name)")
-    labels: list[str] | None = opt(None, "label names in class-index order; empty: read them from the training split")
-    tokens_column: str = opt("tokens", "NER: column holding the list of words (JSONL/Hub); CoNLL files need none")
-    tags_column: str = opt("ner_tags", "NER: column holding one tag per word (names like B-PER, or class indices)")
-    stride: int = opt(32, "NER: tokens shared by consecutive windows when a sentence is longer than max_length")
+    labels: Optional[list[str]] = opt(None, "label names in class-index order; empty: read them from the training split")
     image_column: str = opt("image", "image tasks: column holding the image path (relative to data.image_root) or a Hub Image feature")
-    image_root: str | None = opt(None, "image tasks: folder that image paths are relative to and may not leave; empty: each data file's folder")
-    on_bad_row: str = opt("error", "error: stop at the first bad row; skip: leave bad rows out and count them")
-    max_length: int | None = opt(None, "tokens per example, longer rows are truncated and counted; empty: model limit, at most 512")
-    max_train_rows: int | None = opt(None, "train on the first N rows after a shuffle with data.shuffle_seed; empty: all")
-    max_eval_rows: int | None = opt(None, "same for validation and test")
+    image_root: Optional[str] = opt(None, "image tasks: folder that image paths are relative to and may not leave; empty: each data file's folder")
+    on_bad_row: Literal["error", "skip"] = opt("error", "error: stop at the first bad row; skip: leave bad rows out and count them")
+    max_length: Optional[int] = opt(None, "tokens per example, longer rows are truncated and counted; empty: model limit, at most 512", ge=2)
+    max_train_rows: Optional[int] = opt(None, "train on the first N rows after a shuffle with data.shuffle_seed; empty: all", ge=1)
+    max_eval_rows: Optional[int] = opt(None, "same for validation and test", ge=1)
     shuffle_seed: int = opt(0, "seed of the shuffle behind max_train_rows / max_eval_rows")
+
+
+@dataclass
+class NerConfig:
+    tokens_column: str = opt("tokens", "column holding the list of words (JSONL/Hub); CoNLL files need none")
+    tags_column: str = opt("ner_tags", "column holding one tag per word (names like B-PER, or class indices)")
+    stride: int = opt(32, "tokens shared by consecutive windows when a sentence is longer than data.max_length", ge=0)
 
 
 @dataclass
 class LoraConfig:
     enabled: bool = opt(True, "false: full fine-tuning (every weight trains) through the same loop")
-    r: int = opt(8, "LoRA rank")
-    alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)")
-    dropout: float = opt(0.1, "dropout on the LoRA input")
+    r: int = opt(8, "LoRA rank", ge=1)
+    alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1)
+    dropout: float = opt(0.1, "dropout on the LoRA input", ge=0, lt=1)
     target_modules: Union[str, list[str]] = opt(
         "auto", "auto (the family's attention projections), a list of module-name suffixes, or one regex"
     )
-    towers: list[str] | None = opt(
+    towers: Optional[list[str]] = opt(
         None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; empty: the family's default"
     )
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str | None = opt(None, "the run directory; empty: runs/<task>-<model name>")
-    epochs: int = opt(3, "passes over the training rows")
-    max_steps: int | None = opt(None, "stop after this many optimizer steps (replaces epochs when set)")
-    batch_size: int = opt(16, "rows per batch on each process")
-    eval_batch_size: int | None = opt(None, "rows per evaluation batch on each process; empty: 2 x batch_size")
-    gradient_accumulation_steps: int = opt(1, "batches per optimizer step")
-    learning_rate: float = opt(5e-4, "peak learning rate (LoRA likes ~5e-4; full fine-tuning ~3e-5)")
-    weight_decay: float = opt(0.0, "AdamW weight decay (never on biases and norms)")
-    warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up")
-    lr_scheduler: str = opt("linear", "transformers scheduler: linear, cosine, constant, constant_with_warmup, ...")
-    max_grad_norm: float = opt(1.0, "gradient clipping norm (0: no clipping)")
+    output_dir: Optional[str] = opt(None, "the run directory; empty: runs/<task>-<model name>")
+    epochs: int = opt(3, "passes over the training rows", ge=1)
+    max_steps: Optional[int] = opt(None, "stop after this many optimizer steps (replaces epochs when set)", ge=1)
+    batch_size: int = opt(16, "rows per batch on each process", ge=1)
+    eval_batch_size: Optional[int] = opt(None, "rows per evaluation batch on each process; empty: 2 x batch_size", ge=1)
+    gradient_accumulation_steps: int = opt(1, "batches per optimizer step", ge=1)
+    learning_rate: float = opt(5e-4, "peak learning rate (LoRA likes ~5e-4; full fine-tuning ~3e-5)", gt=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay (never on biases and norms)", ge=0)
+    warmup_ratio: float = opt(0.06, "share of the steps spent warming the learning rate up", ge=0, le=1)
+    lr_scheduler: Scheduler = opt("linear", "linear | cosine | cosine_with_restarts | polynomial | constant | constant_with_warmup | inverse_sqrt")
+    max_grad_norm: float = opt(1.0, "gradient clipping norm (0: no clipping)", ge=0)
     seed: int = opt(42, "seed for the head, LoRA init, dropout and the batch order")
-    mixed_precision: str = opt("no", "no | bf16 | fp16")
+    mixed_precision: Literal["no", "bf16", "fp16"] = opt("no", "no | bf16 | fp16")
     resume: Union[bool, str] = opt(False, "true: continue from the newest checkpoint of output_dir; or a checkpoint path")
     overwrite: bool = opt(False, "replace a previous run in output_dir")
-    eval_every: int | None = opt(None, "optimizer steps between evaluations; empty: at the end of each epoch")
-    save_every: int | None = opt(None, "optimizer steps between resumable checkpoints; empty: at the end of each epoch")
-    keep_checkpoints: int = opt(2, "newest resumable checkpoints kept (0: all)")
-    metric_for_best: str | None = opt(None, "validation metric that picks the best checkpoint; empty: the task's")
-    log_every: int = opt(10, "optimizer steps between loss records")
+    eval_every: Optional[int] = opt(None, "optimizer steps between evaluations; empty: at the end of each epoch", ge=1)
+    save_every: Optional[int] = opt(None, "optimizer steps between resumable checkpoints; empty: at the end of each epoch", ge=1)
+    keep_checkpoints: int = opt(2, "newest resumable checkpoints kept (0: all)", ge=0)
+    metric_for_best: Optional[str] = opt(None, "validation metric that picks the best checkpoint; empty: the task's")
+    log_every: int = opt(10, "optimizer steps between loss records", ge=1)
     group_by_length: bool = opt(True, "batch rows of similar length together (far less padding; batch order stays random)")
-    num_workers: int = opt(0, "DataLoader worker processes")
+    num_workers: int = opt(0, "DataLoader worker processes", ge=0)
     gradient_checkpointing: bool = opt(False, "recompute activations in backward: less memory, ~30% slower")
     torch_compile: bool = opt(False, "compile the model with torch.compile (inductor)")
-    push_to_hub: str | None = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
+    push_to_hub: Optional[str] = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
 
 
-# translation
 @dataclass
 class TranslationConfig:
     source_column: str = opt("source", "column holding the source text")
     target_column: str = opt("target", "column holding the reference translation")
-    source_lang: str | None = opt(None, "source language code (reads Hub rows {'translation': {'en': ..., 'de': ...}})")
-    target_lang: str | None = opt(None, "target language code: picks the BLEU tokenizer (zh -> zh, else 13a); empty: guessed from the references")
+    source_lang: Optional[str] = opt(None, "source language code: reads Hub rows {'translation': {'en': ..., 'de': ...}}; mBART/NLLB: the tokenizer's code, e.g. en_XX / eng_Latn")
+    target_lang: Optional[str] = opt(None, "target language code: picks the BLEU tokenizer (zh -> zh, else 13a); mBART/NLLB: the forced first token, e.g. de_DE / deu_Latn")
     source_prefix: str = opt("", "text put before every source, e.g. 'translate English to German: ' for T5")
-    target_lang_token: str | None = opt(None, "target language token: >>xx<< (opus-mt multi-target) goes before the source; others (mBART de_DE) start the target")
+    target_lang_token: Optional[str] = opt(None, "target language token: >>xx<< (opus-mt multi-target) goes before the source; others (mBART de_DE) start the target")
     template: str = opt("{source} => {target}", "decoder-only models: how a pair becomes one sequence; loss only on {target} and what follows it (+ eos)")
-    max_target_length: int | None = opt(None, "target tokens (seq2seq); longer targets are truncated and counted; empty: data.max_length")
-    num_beams: int = opt(1, "beam search width in evaluation and predict (1: greedy)")
-    max_new_tokens: int = opt(64, "longest generated translation, in tokens")
+    max_target_length: Optional[int] = opt(None, "target tokens (seq2seq); longer targets are truncated and counted; empty: data.max_length", ge=2)
+    num_beams: int = opt(1, "beam search width in evaluation and predict (1: greedy)", ge=1)
+    max_new_tokens: int = opt(64, "longest generated translation, in tokens", ge=1)
     length_penalty: float = opt(1.0, "beam search: >1 favours longer translations, <1 shorter")
-    bleu_tokenize: str = opt("auto", "sacrebleu tokenizer: auto (zh for Chinese targets, else 13a) | 13a | zh | intl | char | none ...")
+    bleu_tokenize: BleuTokenizer = opt("auto", "sacrebleu tokenizer: auto (zh for Chinese targets, else 13a) | 13a | zh | intl | char | none | ...")
 
 
 @dataclass
 class Config:
-    task: str = opt("sentiment", "what to train: sentiment | ner | translation | mm_sentiment (image + text) | image_classification")
+    task: TaskName = opt("sentiment", "what to train: sentiment | ner | translation | mm_sentiment (image + text) | image_classification")
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    # translation
+    # task sections: read only by their task
+    ner: NerConfig = field(default_factory=NerConfig)
     translation: TranslationConfig = field(default_factory=TranslationConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +169,14 @@ class Config:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# Keys that moved to their task's section; the old names are read (with a note) until mmkit 0.3.
+ALIASES = {
+    "data.tokens_column": "ner.tokens_column",
+    "data.tags_column": "ner.tags_column",
+    "data.stride": "ner.stride",
+}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -259,7 +278,33 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
 
 
 def config_from_dict(raw: dict[str, Any]) -> Config:
-    return _build(Config, raw, "")
+    return _build(Config, _apply_aliases(raw), "")
+
+
+_ALIAS_NOTES_SHOWN: set[str] = set()
+
+
+def _apply_aliases(raw: dict[str, Any]) -> dict[str, Any]:
+    """Move keys that changed section to their new place (a key given under both names is an error)."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = {section: (dict(value) if isinstance(value, dict) else value) for section, value in raw.items()}
+    for old, new in ALIASES.items():
+        old_section, old_key = old.split(".")
+        section = raw.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        new_section, new_key = new.split(".")
+        target = raw.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # reported as "must be a mapping" by _build
+        if new_key in target:
+            raise UserError(f"config keys '{old}' and '{new}' are the same setting; keep only '{new}'")
+        target[new_key] = section.pop(old_key)
+        if old not in _ALIAS_NOTES_SHOWN:
+            _ALIAS_NOTES_SHOWN.add(old)
+            print(f"note: config key '{old}' is now '{new}'; the old name is read until mmkit 0.3", file=sys.stderr)
+    return raw
 
 
 def _unknown_key_error(key: str) -> UserError:
@@ -284,19 +329,42 @@ def _build(cls: type, raw: Any, prefix: str):
     for key in raw:
         if key not in names:
             raise _unknown_key_error(prefix + str(key))
+    bounds = {f.name: f.metadata.get("bounds") for f in dataclasses.fields(cls)}
     kwargs = {}
     for name, value in raw.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, value, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, hint, prefix + name)
+            kwargs[name] = _check_bounds(_coerce(value, hint, prefix + name), bounds.get(name), prefix + name)
     return cls(**kwargs)
+
+
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+_BOUND_TEST = {"ge": lambda v, b: v >= b, "gt": lambda v, b: v > b, "le": lambda v, b: v <= b, "lt": lambda v, b: v < b}
+
+
+def _check_bounds(value: Any, bounds: dict[str, float] | None, key: str) -> Any:
+    if not bounds or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    failed = [f"{_BOUND_TEXT[k]} {b:g}" for k, b in bounds.items() if not _BOUND_TEST[k](value, b)]
+    if failed or value != value:  # NaN compares false with everything
+        wanted = " and ".join(f"{_BOUND_TEXT[k]} {b:g}" for k, b in bounds.items())
+        raise UserError(f"config key '{key}' must be {wanted}, got {value!r}")
+    return value
 
 
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     """Check `value` against the type `hint`, converting the forgiving cases (1 -> 1.0, "a,b" -> [a, b])."""
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value in choices and not isinstance(value, bool):
+            return value
+        shown = ", ".join(str(c) for c in choices)
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+        hint_text = f"; did you mean '{close[0]}'?" if close else ""
+        raise UserError(f"config key '{key}' must be one of {shown}; got {value!r}{hint_text}")
     if origin in (Union, types.UnionType):
         options = typing.get_args(hint)
         if value is None:
@@ -306,6 +374,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         options = [o for o in options if o is not type(None)]
         # A value that already has one of the types keeps it ("auto" stays a string, [a] a list).
         for option in options:
+            if typing.get_origin(option) is Literal:
+                continue
             if isinstance(value, typing.get_origin(option) or option) and not (
                 isinstance(value, bool) and option in (int, float)
             ):

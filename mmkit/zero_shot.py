@@ -41,30 +41,26 @@ def zero_shot_eval(
     model_id: str, data: str, labels: list[str] | None, prompt: str = DEFAULT_PROMPT, use_text: bool = True,
     split: str = "test", output: str | Path | None = None, batch_size: int = 32, overrides: dict | None = None,
 ):
-    """Evaluate a CLIP checkpoint zero-shot on an image(+text) file; returns (result, facts, metrics path)."""
+    """Evaluate a CLIP checkpoint zero-shot on an image(+text) file; returns (task, result, facts, metrics path)."""
     from transformers import CLIPModel
 
-    from mmkit.backbones import resolve_model_path
     from mmkit.config import load_config
-    from mmkit.inference import evaluate_on
-    from mmkit.modeling import load_pretrained
-    from mmkit.multimodal import family_for
-    from mmkit.tasks import get_task
+    from mmkit.models.loading import load_pretrained
+    from mmkit.runs.inference import evaluate_on
+    from mmkit.tasks import build_task
 
     if "{label}" not in prompt:
         raise UserError(f"--prompt {prompt!r} must contain {{label}}, where each label's name goes")
     settings = {"task": "mm_sentiment", "model.name_or_path": model_id, "data.labels": labels, "data.max_length": None}
-    cfg = load_config(None, {**settings, **(overrides or {})})
-    source = resolve_model_path(model_id)
-    if family_for(cfg.model, source) != "clip":
+    task = build_task(load_config(None, {**settings, **(overrides or {})}))
+    if task.spec.family.name != "clip":
         raise UserError(f"{model_id}: zero-shot scoring needs a CLIP checkpoint (image and text in one embedding space)")
-    task = get_task("mm_sentiment")
-    processor = task.load_processor(cfg, source)
+    processor = task.load_processor()
 
     def build_model(names: list[str]):
-        clip = load_pretrained(CLIPModel, source, cfg.model).eval()
+        clip = load_pretrained(CLIPModel, task.spec.source, task.cfg.model).eval()
         prompts = processor.tokenizer([prompt.format(label=name) for name in names], padding=True, return_tensors="pt")
         return ZeroShotClip(clip, dict(prompts), use_text)
 
     facts = {"zero_shot": True, "model": model_id, "prompt": prompt, "inputs": "image+text" if use_text else "image"}
-    return evaluate_on(task, cfg, build_model, processor, labels, data, split, Path(output or "eval-zero-shot"), batch_size, facts)
+    return (task, *evaluate_on(task, build_model, processor, labels, data, split, Path(output or "eval-zero-shot"), batch_size, facts))

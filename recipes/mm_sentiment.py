@@ -2,7 +2,7 @@
 
     accelerate launch recipes/mm_sentiment.py --config recipes/configs/mm_sentiment_mvsa_clip.yaml [key=value ...]
 
-The steps, all in `mmkit.finetune.finetune`: read the rows and check every image once (present, inside the
+The steps, all in `mmkit.training.finetune.finetune`: read the rows and check every image once (present, inside the
 image root, decodable) and every text (not empty, not longer than the model reads), load the backbone family
 the checkpoint is (mmkit/multimodal/), put an MLP head on its pooled image+text features, attach LoRA to the
 towers in `lora.towers` only (head, and LLaVA's projector when asked, trained in full), train with Accelerate

@@ -2,7 +2,7 @@
 
     accelerate launch recipes/ner.py --config recipes/configs/ner_conll2003.yaml [key=value ...]
 
-The steps, all in `mmkit.finetune.finetune`: read words + tags (JSONL, CoNLL column files or Hub datasets),
+The steps, all in `mmkit.training.finetune.finetune`: read words + tags (JSONL, CoNLL column files or Hub datasets),
 settle the tag set, cut long sentences into overlapping windows (first sub-token of each word labelled),
 train with LoRA (token classification head trained in full), keep the best checkpoint by entity F1, evaluate
 with seqeval on whole sentences. `mmkit train CONFIG` runs the same code.

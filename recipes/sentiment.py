@@ -2,7 +2,7 @@
 
     accelerate launch recipes/sentiment.py --config recipes/configs/sentiment_minilm.yaml [key=value ...]
 
-The steps, all in `mmkit.finetune.finetune`: read and validate the splits and labels, load the backbone with a
+The steps, all in `mmkit.training.finetune.finetune`: read and validate the splits and labels, load the backbone with a
 new classification head, attach LoRA (head trained in full), train with Accelerate (length-grouped batches,
 evaluation each epoch, resumable checkpoints), keep the best checkpoint, save adapter + head + tokenizer,
 evaluate on test. `mmkit train CONFIG` runs the same code.

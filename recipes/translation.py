@@ -2,7 +2,7 @@
 
     accelerate launch recipes/translation.py --config recipes/configs/translation_multi30k_en_de.yaml [key=value ...]
 
-The steps, all in `mmkit.finetune.finetune`: read source/target pairs (JSONL/CSV columns or Hub `translation`
+The steps, all in `mmkit.training.finetune.finetune`: read source/target pairs (JSONL/CSV columns or Hub `translation`
 dicts), tokenize (seq2seq: source -> labels; decoder-only: one sequence from translation.template with the loss
 on the target tokens only), load the checkpoint with LoRA on its attention projections, or build the
 architecture with random weights (model.init=scratch, with a tokenizer from `mmkit tokenizer train`), train,

@@ -10,9 +10,9 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from mmkit.config import load_config
-from mmkit.finetune import finetune
-from mmkit.modeling import trainable_state_dict
-from mmkit.trainer import Trainer
+from mmkit.training.finetune import finetune
+from mmkit.models.lora import trainable_state_dict
+from mmkit.training.trainer import Trainer
 
 out = Path(sys.argv[1])
 overrides = json.loads(sys.argv[2])

@@ -92,7 +92,7 @@ def test_push_uploads_exactly_the_allow_list_and_loads_back(trained_run, hub, hu
     assert f'PeftModel.from_pretrained(base, "{repo}")' in card
 
     # eval / predict straight from the repo id equal the run dir's (the run dir's computed in-process).
-    from mmkit.inference import evaluate_run, load_trained, predict
+    from mmkit.runs.inference import evaluate_run, load_trained, predict
 
     data = str(toy_data["test"])
     trained = load_trained(str(trained_run))
@@ -207,7 +207,7 @@ def test_merge_cli_from_repo_matches_adapter_logits(trained_run, hub, hub_home, 
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from mmkit.inference import load_trained
+    from mmkit.runs.inference import load_trained
 
     env = hub_env(hub, hub_home)
     out = tmp_path / "merged"
@@ -224,7 +224,7 @@ def test_merge_cli_from_repo_matches_adapter_logits(trained_run, hub, hub_home, 
         got = model(**batch).logits
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
     # The merged folder is itself a (full-model) run: mmkit predicts the same from it.
-    from mmkit.inference import predict
+    from mmkit.runs.inference import predict
 
     again, ref = predict(load_trained(str(out)), {"text": TEXTS[0]}), predict(trained, {"text": TEXTS[0]})
     assert again["label"] == ref["label"]
@@ -251,7 +251,7 @@ def test_full_finetune_plan_clean_config_and_token_scan(tmp_path):
     """In-process: a full fine-tune's weights go up, logs and strays do not; config.yaml loses local folders;
     a token anywhere in what would go up stops the push before any upload."""
     from mmkit.errors import UserError
-    from mmkit.hub import plan_push, stage
+    from mmkit.hub.push import plan_push, stage
 
     run = _fake_full_run(tmp_path / "run")
     plan = plan_push(run)

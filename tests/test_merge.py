@@ -9,8 +9,7 @@ import torch
 
 from mmkit.config import load_config
 from mmkit.errors import UserError
-from mmkit.merge import merge_adapter
-from mmkit.modeling import attach_lora
+from mmkit.hub.merge import merge_adapter
 
 LABELS = ["negative", "neutral", "positive"]
 TEXTS = ["the film was really superb", "a dull and broken phone", "ok"]
@@ -27,13 +26,11 @@ def _randomize_lora(model, seed: int = 0) -> None:
 
 
 def _sentiment_peft(path):
-    from mmkit.tasks import get_task
+    from mmkit.tasks import build_task
 
-    cfg = load_config(None, {"task": "sentiment", "model.name_or_path": str(path), "lora.dropout": 0.0})
-    task = get_task("sentiment")
-    tokenizer = task.load_processor(cfg, str(path))
-    model = task.load_model(cfg, str(path), LABELS, tokenizer)
-    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type)
+    task = build_task(load_config(None, {"task": "sentiment", "model.name_or_path": str(path), "lora.dropout": 0.0}))
+    tokenizer = task.load_processor()
+    model = task.spec.build(LABELS, tokenizer)
     _randomize_lora(model)
     return model.eval(), tokenizer
 

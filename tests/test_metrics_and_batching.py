@@ -6,7 +6,8 @@ import datasets
 import pytest
 import torch
 
-from mmkit.batching import EvalBatchSampler, TrainBatchSampler
+from mmkit.data.batching import EvalBatchSampler, TrainBatchSampler
+from mmkit.config import load_config
 from mmkit.data import Split, subsample
 from mmkit.tasks.sentiment import SentimentTask
 
@@ -15,7 +16,7 @@ def test_classification_metrics_match_a_hand_computation():
     # labels: 0=neg 1=neu 2=pos
     y_true = [0, 0, 0, 1, 1, 2, 2, 2, 2, 2]
     y_pred = [0, 0, 1, 1, 2, 2, 2, 2, 0, 2]
-    result = SentimentTask().compute_metrics(
+    result = SentimentTask(load_config(None), None).compute_metrics(
         {"label": torch.tensor(y_true), "pred": torch.tensor(y_pred)}, ["neg", "neu", "pos"]
     )
     m = result.metrics

@@ -22,11 +22,9 @@ from safetensors.torch import load_file
 from mmkit.config import load_config
 from mmkit.data import load_split
 from mmkit.errors import UserError
-from mmkit.finetune import finetune
-from mmkit.inference import evaluate_run, load_trained, predict
-from mmkit.modeling import attach_lora, load_trainable_state_dict
-from mmkit.tasks import get_task
-from mmkit.tasks.image_rows import ImageBatchCollator
+from mmkit.training.finetune import finetune
+from mmkit.runs.inference import evaluate_run, load_trained, predict
+from mmkit.models.lora import load_trainable_state_dict
 
 BUILDERS = {"clip": build_tiny_clip, "blip2": build_tiny_blip2, "llava": build_tiny_llava}
 # Per family: the settings that learn the fusion task in well under a minute on a CPU.
@@ -94,12 +92,11 @@ def mm_run(request, tmp_path_factory, fusion_data, tiny_bert, tiny_vit, tiny_cli
 
 def predictions(trained, data_file, blank_images=False) -> tuple[list[int], list[int]]:
     """Predicted and gold label ids over a file, through the training collator (optionally blanking images)."""
-    cfg, task = trained.cfg, trained.task
+    task = trained.task
     raw = load_split(str(data_file), "test", None)
-    task_data = task.load_data(cfg, {"test": raw}, labels=trained.labels)
-    dataset, _ = task.prepare(task_data.splits["test"], trained.processor, cfg, trained.labels)
-    base = task.collator(trained.processor)
-    collate = ImageBatchCollator(base.preprocess, base.processor, base.model_cfg, base.uses_text, blank_images=blank_images)
+    task_data = task.load_data({"test": raw}, labels=trained.labels)
+    dataset, _ = task.prepare(task_data.splits["test"], trained.processor, trained.labels)
+    collate = task.collator(trained.processor, blank_images=blank_images)
     predicted, gold = [], []
     for start in range(0, len(dataset), 32):
         batch = collate([dataset[i] for i in range(start, min(start + 32, len(dataset)))])
@@ -134,10 +131,8 @@ def test_each_family_learns_the_fusion_task_and_needs_the_image(mm_run, fusion_d
 def test_adapter_reloads_on_a_fresh_base_to_identical_logits(mm_run, fusion_data):
     family, run, _ = mm_run
     trained = load_trained(str(run))
-    cfg, task = trained.cfg, trained.task
-    source = cfg.model.name_or_path if family != "two_tower" else None
-    reference = task.load_model(cfg, source, trained.labels, trained.processor)
-    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type).eval()
+    task = trained.task
+    reference = task.spec.build(trained.labels, trained.processor).eval()
     load_trainable_state_dict(reference, load_file(str(run / "checkpoints" / "best" / "trainable.safetensors")))
     rows = [json.loads(line) for line in fusion_data["test"].read_text().splitlines()[:8]]
     folder = fusion_data["test"].parent
@@ -212,8 +207,7 @@ def test_vit_image_classification_from_folders(tiny_vit, tmp_path):
     assert sorted(adapter["target_modules"]) == ["q_proj", "v_proj"]
     assert any("classifier" in k for k in load_file(str(out / "adapter_model.safetensors")))
     trained = load_trained(str(out))  # fresh base + adapter + head: the best checkpoint's exact logits
-    reference = trained.task.load_model(trained.cfg, str(tiny_vit), trained.labels, trained.processor)
-    reference = attach_lora(reference, trained.cfg, trained.task.head_modules(reference), trained.task.peft_task_type).eval()
+    reference = trained.task.spec.build(trained.labels, trained.processor).eval()
     load_trainable_state_dict(reference, load_file(str(out / "checkpoints" / "best" / "trainable.safetensors")))
     batch = trained.task.collator(trained.processor)([{"image": str(test / "red" / f"{i}.png"), "labels": 0} for i in range(4)])
     with torch.inference_mode():
@@ -287,7 +281,7 @@ def test_a_bad_row_is_named_and_can_be_skipped(bad_data, tiny_clip, tmp_path, ca
 
 
 def test_image_placeholder_mismatch_is_a_clear_error(tmp_path_factory):
-    from mmkit.multimodal.base import check_placeholders
+    from mmkit.models.multimodal.base import check_placeholders
 
     ids = torch.tensor([[5, 9, 9, 9, 1], [5, 9, 9, 1, 1]])
     check_placeholders(ids[:1], image_token_id=9, per_image=3, family="blip2")
@@ -300,7 +294,7 @@ def test_zero_shot_clip_scores_rows_against_label_prompts(tiny_clip, fusion_data
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import CLIPModel, CLIPProcessor
 
-    from mmkit.images import load_rgb
+    from mmkit.data.images import load_rgb
 
     out = tmp_path / "zs"
     proc = run_cli("eval", "--zero-shot", str(tiny_clip), "--data", str(fusion_data["test"]), "--labels", "negative,positive", "--output", str(out))
@@ -379,7 +373,7 @@ def test_jpegs_are_decoded_at_the_scale_the_processor_needs(tmp_path):
     from PIL import Image
     from transformers import CLIPImageProcessor
 
-    from mmkit.images import load_rgb, processor_min_side
+    from mmkit.data.images import load_rgb, processor_min_side
 
     path = tmp_path / "photo.jpg"
     Image.radial_gradient("L").resize((640, 480)).convert("RGB").save(path, quality=95)

@@ -14,9 +14,10 @@ from conftest import run_cli
 from mmkit.cli import main
 from mmkit.config import load_config
 from mmkit.data import load_split
-from mmkit.finetune import finetune
-from mmkit.inference import load_trained, predict
-from mmkit.ner_data import IGNORE, labels_for_window, scheme_of, scheme_violations, sort_tag_names, windows_for_words
+from mmkit.training.finetune import finetune
+from mmkit.runs.inference import load_trained, predict
+from mmkit.data.ner import IGNORE, labels_for_window, scheme_of, scheme_violations, sort_tag_names, windows_for_words
+from mmkit.tasks import build_task
 from mmkit.tasks.ner import NerTask
 
 TAGS = ["O", "B-LOC", "I-LOC", "B-PER"]
@@ -102,8 +103,7 @@ def test_long_sentences_become_windows_that_own_each_word_once(ner_bert):
 
 def test_gpt2_words_get_a_prefix_space(tmp_path):
     gpt2 = build_tiny_gpt2(tmp_path / "gpt2")
-    cfg = load_config(None, {"task": "ner"})
-    tok = NerTask().load_processor(cfg, str(gpt2))
+    tok = build_task(load_config(None, {"task": "ner", "model.name_or_path": str(gpt2)})).load_processor()
     (window,) = windows_for_words(tok, ["good", "film"], 32, 4)
     assert tok.convert_ids_to_tokens(window.input_ids)[0].startswith("Ġ")
 
@@ -124,7 +124,7 @@ def test_seqeval_figures_equal_a_hand_computation():
         "gold_words": torch.tensor(pad(gold) + pad(gold[1:])),
         "pred_words": torch.tensor(pad(pred) [:1] + [[ids["B-LOC"], ids["O"], ids["O"], ids["O"], IGNORE]] + [[IGNORE] * 4 + [ids["B-PER"]]]),
     }
-    m = NerTask().compute_metrics(outputs, labels).metrics
+    m = NerTask(load_config(None, {"task": "ner"}), None).compute_metrics(outputs, labels).metrics
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 4)
     assert m["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
     assert m["PER/f1"] == 1.0 and m["LOC/recall"] == 0.0 and m["LOC/support"] == 2
@@ -148,15 +148,13 @@ def test_tiny_bert_learns_toy_tagging(ner_run):
 
 
 def test_ner_adapter_reloads_to_identical_logits(ner_run, ner_bert):
-    from mmkit.backbones import resolve_model_path
-    from mmkit.modeling import attach_lora, load_trainable_state_dict
     from safetensors.torch import load_file
+
+    from mmkit.models.lora import load_trainable_state_dict
 
     run, _ = ner_run
     trained = load_trained(str(run))
-    cfg, task = trained.cfg, trained.task
-    reference = task.load_model(cfg, resolve_model_path(cfg.model.name_or_path), TAGS, trained.processor)
-    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type).eval()
+    reference = trained.task.spec.build(TAGS, trained.processor).eval()
     load_trainable_state_dict(reference, load_file(str(run / "checkpoints" / "best" / "trainable.safetensors")))
     batch = trained.processor([["alice", "visited", "new", "york"], ["the", "oslo"]], is_split_into_words=True, padding=True, return_tensors="pt")
     with torch.inference_mode():
@@ -183,7 +181,7 @@ def test_eval_command_equals_training_metrics(ner_run, tmp_path):
 
 def test_windows_at_training_time_reassemble(ner_bert, ner_data, tmp_path):
     """max_length 8 cuts most sentences into windows: metrics still count every sentence once."""
-    metrics = finetune(load_config(None, ner_overrides(ner_bert, ner_data, tmp_path / "run", **{"data.max_length": 8, "data.stride": 2, "train.epochs": 1})))
+    metrics = finetune(load_config(None, ner_overrides(ner_bert, ner_data, tmp_path / "run", **{"data.max_length": 8, "ner.stride": 2, "train.epochs": 1})))
     assert metrics["sentences"] == 80 and metrics["num_examples"] == 80
 
 

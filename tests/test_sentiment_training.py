@@ -12,12 +12,11 @@ import torch
 from conftest import run_cli, sentiment_overrides
 from safetensors.torch import load_file
 
-from mmkit.backbones import resolve_model_path
 from mmkit.config import load_config
-from mmkit.finetune import finetune
-from mmkit.inference import evaluate_run, load_trained, predict
-from mmkit.modeling import attach_lora, load_trainable_state_dict
-from mmkit.tasks import get_task
+from mmkit.models.lora import load_trainable_state_dict
+from mmkit.runs.inference import evaluate_run, load_trained, predict
+from mmkit.tasks import build_task
+from mmkit.training.finetune import finetune
 
 LEARN = {"train.epochs": 20, "train.learning_rate": 1e-2, "lora.dropout": 0.0}
 
@@ -59,13 +58,11 @@ def test_tiny_bert_lora_learns_and_writes_a_complete_run(bert_run):
 
 def test_adapter_reloads_on_a_fresh_base_to_identical_logits(bert_run, toy_data):
     run, _ = bert_run
-    cfg = load_config(run / "config.yaml")
-    task = get_task("sentiment")
+    task = build_task(load_config(run / "config.yaml"))
     trained = load_trained(str(run))  # fresh base + PEFT adapter from the run dir
     # The exact weights training ended with (best checkpoint), put into another fresh base by hand.
     labels = json.loads((run / "labels.json").read_text())
-    reference = task.load_model(cfg, resolve_model_path(cfg.model.name_or_path), labels, trained.processor)
-    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type)
+    reference = task.spec.build(labels, trained.processor)
     load_trainable_state_dict(reference, load_file(str(run / "checkpoints" / "best" / "trainable.safetensors")))
     reference.eval()
     texts = [json.loads(line)["text"] for line in toy_data["test"].read_text().splitlines()[:16]]
@@ -121,7 +118,7 @@ class _Interrupted(Exception):
 
 
 def test_resume_equals_uninterrupted_training(tiny_bert, toy_data, tmp_path, monkeypatch):
-    from mmkit.trainer import Trainer
+    from mmkit.training.trainer import Trainer
 
     # 6 epochs of 20 steps, a checkpoint every 30 steps (mid-epoch), dropout on: everything must line up.
     common = {"train.epochs": 6, "train.save_every": 30, "train.keep_checkpoints": 0, "lora.dropout": 0.1}
@@ -166,7 +163,7 @@ def test_sentence_embedding_checkpoints_classify_from_the_mean(tiny_bert, toy_da
     """A checkpoint that ships a sentence-transformers mean-pooling config is classified from the mean of
     its token states (as it was trained to be read); the adapter + head reload to identical logits, and a
     fully fine-tuned run reloads to the same metrics."""
-    from mmkit.pooling import MeanPooledClassifier
+    from mmkit.models.pooling import MeanPooledClassifier
 
     st_bert = tmp_path / "st-bert"
     shutil.copytree(tiny_bert, st_bert)
@@ -177,15 +174,14 @@ def test_sentence_embedding_checkpoints_classify_from_the_mean(tiny_bert, toy_da
     _assert_learnt(out, metrics)
     trained = load_trained(str(out))
     assert isinstance(trained.model.get_base_model(), MeanPooledClassifier)
-    cfg, task = trained.cfg, trained.task
-    reference = task.load_model(cfg, str(st_bert), ["negative", "positive"], trained.processor)
-    reference = attach_lora(reference, cfg, task.head_modules(reference), task.peft_task_type).eval()
+    reference = trained.task.spec.build(["negative", "positive"], trained.processor).eval()
     load_trainable_state_dict(reference, load_file(str(out / "checkpoints" / "best" / "trainable.safetensors")))
     batch = trained.processor(["the film was good", "a very sad song"], padding=True, return_tensors="pt")
     with torch.inference_mode():
         assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
     # model.pooling=model switches back to the checkpoint's own [CLS]-pooler head.
-    assert not isinstance(task.load_model(load_config(None, {"model.pooling": "model", "model.name_or_path": str(st_bert)}), str(st_bert), ["a", "b"], trained.processor), MeanPooledClassifier)
+    own_head = build_task(load_config(None, {"model.pooling": "model", "model.name_or_path": str(st_bert), "lora.enabled": False}))
+    assert not isinstance(own_head.spec.build(["a", "b"], trained.processor), MeanPooledClassifier)
 
     full = tmp_path / "full"
     overrides = sentiment_overrides(st_bert, toy_data, full, **{"lora.enabled": False, "train.learning_rate": 2e-3, "train.epochs": 3})

@@ -17,8 +17,9 @@ from conftest import REPO, run_cli
 from mmkit.config import load_config
 from mmkit.data import load_split
 from mmkit.errors import UserError
-from mmkit.finetune import finetune
-from mmkit.inference import load_trained, predict
+from mmkit.training.finetune import finetune
+from mmkit.runs.inference import load_trained, predict
+from mmkit.tasks import build_task
 from mmkit.tasks.translation import IGNORE, SAMPLES_FILE, TranslationTask, bleu_tokenizer_for, split_template
 from mmkit.tokenizer_training import train_tokenizer
 
@@ -52,12 +53,11 @@ def scratch_overrides(family, tokenizer, data, out, **extra):
 
 
 def prepared(family, tokenizer, data, split="train", **extra):
-    cfg = load_config(None, scratch_overrides(family, tokenizer, data, "unused", **extra))
-    task = TranslationTask()
+    task = build_task(load_config(None, scratch_overrides(family, tokenizer, data, "unused", **extra)))
     splits = {split: load_split(str(data[split]), split)}
-    task.load_data(cfg, splits)
-    tok = task.load_processor(cfg, str(tokenizer))
-    dataset, notes = task.prepare(splits[split], tok, cfg, None)
+    task.load_data(splits)
+    tok = task.load_processor()
+    dataset, notes = task.prepare(splits[split], tok, None)
     return task, tok, dataset, notes
 
 
@@ -122,9 +122,8 @@ def test_source_prefix_and_truncation_are_counted(toy_data, toy_tokenizer):
 
 
 # --- metrics ---------------------------------------------------------------------------------------------------
-def test_sacrebleu_figures_equal_a_direct_call(tmp_path):
-    task = TranslationTask()
-    task.cfg = load_config(None, {"task": "translation"})
+def test_sacrebleu_figures_equal_a_direct_call(toy_data, toy_tokenizer):
+    task = build_task(load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, "unused")))
     hyps = ["the cat sat on the mat", "a dog runs", "it is raining today", "hello"]
     refs = ["the cat sat on a mat", "the dog runs", "it rains today", "hello there"]
     outputs = {"hypothesis": hyps[::-1], "reference": refs[::-1], "source": ["s"] * 4, "row_index": [3, 2, 1, 0]}
@@ -135,7 +134,7 @@ def test_sacrebleu_figures_equal_a_direct_call(tmp_path):
     assert [s["hypothesis"] for s in result.details["jsonl_files"][SAMPLES_FILE]] == hyps  # back in row order
     # Chinese: sacrebleu's zh tokenizer (13a would see each unspaced sentence as one word).
     zh_h, zh_r = ["我喜欢猫。", "今天下雨"], ["我喜欢狗。", "今天下雨了"]
-    task.cfg = load_config(None, {"task": "translation", "translation.target_lang": "zh"})
+    task = build_task(load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, "unused", **{"translation.target_lang": "zh"})))
     zh = task.compute_metrics({"hypothesis": zh_h, "reference": zh_r, "source": ["s"] * 2, "row_index": [0, 1]}, None)
     assert zh.metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(zh_h, [zh_r], tokenize="zh").score)
     assert bleu_tokenizer_for("auto", None, zh_r) == "zh" and bleu_tokenizer_for("auto", "de", zh_r) == "13a"
@@ -153,16 +152,27 @@ def _check_learned(out, metrics):
     assert not any(s["source"] in train_sources for s in samples)  # held back
 
 
+def _unbatched_eval(out, tmp_path) -> list[dict]:
+    """`mmkit eval RUN --batch-size 1`: every sentence generated alone, with no padding, as `predict` does."""
+    result = run_cli("eval", str(out), "--batch-size", "1", "--output", str(tmp_path / "eval-bs1"), env=CLI_ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eval-bs1" / "metrics.json").read_text())["bleu"] >= 85
+    return [json.loads(line) for line in (tmp_path / "eval-bs1" / SAMPLES_FILE).read_text().splitlines()]
+
+
 def test_tiny_seq2seq_from_scratch_learns_the_dictionary(toy_tokenizer, tmp_path):
     data = toy_translation_splits(tmp_path / "data")
     out = tmp_path / "run"
     metrics = finetune(load_config(None, scratch_overrides("marian", toy_tokenizer, data, out)))
     _check_learned(out, metrics)
-    # `mmkit predict RUN TEXT` prints the translation of a held-back sentence, as evaluation made it.
-    sample = json.loads((out / SAMPLES_FILE).read_text().splitlines()[0])
-    result = run_cli("predict", str(out), sample["source"], env=CLI_ENV)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == sample["hypothesis"] == sample["reference"]
+    # `mmkit predict RUN TEXT` is the evaluation path with a batch of one: it prints exactly what unbatched
+    # evaluation wrote. (Batched evaluation pads rows: the same math, other float rounding, so a weakly
+    # trained model may break a near-tie differently on a few words; the README says so.)
+    alone = _unbatched_eval(out, tmp_path)
+    for sample in alone[:3]:
+        result = run_cli("predict", str(out), sample["source"], env=CLI_ENV)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().splitlines()[-1] == sample["hypothesis"]
 
 
 def test_tiny_decoder_only_from_scratch_learns_the_dictionary(toy_tokenizer, tmp_path):
@@ -170,12 +180,13 @@ def test_tiny_decoder_only_from_scratch_learns_the_dictionary(toy_tokenizer, tmp
     out = tmp_path / "run"
     metrics = finetune(load_config(None, scratch_overrides("gpt2", toy_tokenizer, data, out)))
     _check_learned(out, metrics)
+    alone = _unbatched_eval(out, tmp_path)
     trained = load_trained(str(out))
-    samples = [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines()[:8]]
-    for sample in samples:  # predict (one prompt) agrees with batched, left-padded evaluation
+    for sample in alone[:8]:  # predict (one prompt) is unbatched evaluation
         assert predict(trained, {"text": sample["source"]})["translation"] == sample["hypothesis"]
-    right = [s for s in samples if s["hypothesis"] == " ".join(DICTIONARY[w] for w in s["source"].split())]
-    assert len(right) >= 6
+    batched = [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines()]
+    exact = sum(s["hypothesis"] == " ".join(DICTIONARY[w] for w in s["source"].split()) for s in batched)
+    assert exact >= len(batched) // 2, exact  # whole sentences right, not only n-grams (measured: 33 of 40)
 
 
 # --- tokenizer training ----------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ def _load(rows, tmp_path, **extra):
     path = write_jsonl(tmp_path / "train.jsonl", rows)
     cfg = load_config(None, {"task": "translation", **extra})
     splits = {"train": load_split(str(path), "train")}
-    TranslationTask().load_data(cfg, splits)
+    TranslationTask(cfg, None).load_data(splits)
     return splits["train"].dataset
 
 
@@ -249,15 +260,13 @@ def test_configurable_columns_and_hub_translation_dicts(tmp_path):
 
 
 def test_scratch_needs_lora_off_and_a_tokenizer(toy_data, toy_tokenizer, tmp_path):
-    task = TranslationTask()
-    cfg = load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, tmp_path, **{"lora.enabled": True}))
-    tok = task.load_processor(cfg, str(toy_tokenizer))
     with pytest.raises(UserError, match="lora.enabled=false"):
-        task.load_model(cfg, str(toy_tokenizer), None, tok)
-    cfg = load_config(None, {"task": "translation", "model.init": "scratch", "model.config.family": "marian"})
+        build_task(load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, tmp_path, **{"lora.enabled": True})))
     with pytest.raises(UserError, match="needs a tokenizer"):
-        TranslationTask().load_processor(cfg, "unused")
-    model = task.load_model(load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, tmp_path)), "x", None, tok)
+        build_task(load_config(None, {"task": "translation", "model.init": "scratch", "model.config.family": "marian", "lora.enabled": False}))
+    task = build_task(load_config(None, scratch_overrides("marian", toy_tokenizer, toy_data, tmp_path)))
+    tok = task.load_processor()
+    model = task.spec.build(None, tok)
     assert model.get_input_embeddings().num_embeddings == len(tok) and model.config.scale_embedding
     assert os.path.basename(str(toy_tokenizer)) == "tok"
     assert torch.equal(model.get_input_embeddings().weight, model.get_output_embeddings().weight)  # tied

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from mmkit.config import Config
 from mmkit.errors import UserError
 from mmkit.tasks.base import EvalResult, Task, TaskData
 
@@ -17,11 +18,20 @@ TASKS = {
 }
 
 
-def get_task(name: str) -> Task:
+def task_class(name: str) -> type[Task]:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; choose one of: {', '.join(sorted(TASKS))}")
     module_name, class_name = TASKS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)()
+    return getattr(importlib.import_module(module_name), class_name)
 
 
-__all__ = ["EvalResult", "Task", "TaskData", "TASKS", "get_task"]
+def build_task(cfg: Config, base: str | None = None) -> Task:
+    """The task of `cfg.task` with its model: built once, never changed afterwards. `base`: load the base
+    checkpoint from there (the same model as model.name_or_path, e.g. a local copy)."""
+    from mmkit.models.spec import model_spec
+
+    cls = task_class(cfg.task)
+    return cls(cfg, model_spec(cfg, cls.head, base))
+
+
+__all__ = ["EvalResult", "Task", "TaskData", "TASKS", "build_task", "task_class"]

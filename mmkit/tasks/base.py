@@ -1,13 +1,17 @@
-"""What a task is: rows -> model inputs, which model (head) it needs, and which metrics judge it.
+"""What a task is: rows -> model inputs, which head it needs, and which metrics judge it.
 
-The training loop, the run directory, `mmkit eval` and `mmkit predict` only talk to this interface, so a new
-task is one module under `mmkit/tasks/` plus a line in `mmkit/tasks/__init__.py`.
+A task is built once from the config, with its model (`mmkit.models.spec.ModelSpec`), and never changes
+afterwards: `build_task(cfg)` in `mmkit/tasks/__init__.py`. The training loop, the run directory, `mmkit eval`
+and `mmkit predict` only talk to this interface, so a new task is one module under `mmkit/tasks/` plus a line
+in `mmkit/tasks/__init__.py`; a new backbone family is a row of `mmkit/models/families.py` (or a module in
+`mmkit/models/multimodal/`), never a branch in a task.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 from mmkit.config import Config
 from mmkit.data import Split
@@ -30,27 +34,35 @@ class EvalResult:
 
 
 class Task:
-    name: str = ""
-    # PEFT task type (SEQ_CLS, TOKEN_CLS, SEQ_2_SEQ_LM, CAUSAL_LM) or None for custom heads.
-    peft_task_type: str | None = None
-    default_metric: str = ""  # the validation metric that picks the best checkpoint
-    greater_is_better: bool = True
+    name: ClassVar[str] = ""
+    # The head the task needs: sequence-classification, token-classification, image-classification,
+    # generation (seq2seq or causal LM) or image-text-classification (mmkit.models.spec picks the model for it).
+    head: ClassVar[str] = ""
+    default_metric: ClassVar[str] = ""  # the validation metric that picks the best checkpoint
+    greater_is_better: ClassVar[bool] = True
     # Columns `prepare` adds for evaluation only (e.g. NER's word alignment): kept out of training batches.
-    eval_only_columns: tuple[str, ...] = ()
+    eval_only_columns: ClassVar[tuple[str, ...]] = ()
+    # The Hub's pipeline tag (None where the Hub has no pipeline for the task) and the model card's tags.
+    pipeline_tag: ClassVar[str | None] = None
+    hub_tags: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, cfg: Config, spec):
+        self.cfg = cfg
+        self.spec = spec  # mmkit.models.spec.ModelSpec: this model for this task
 
     # --- data -------------------------------------------------------------------------------------------
-    def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
+    def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
         """Validate raw splits (columns, labels, empty rows) and settle the label set.
 
         `labels` is given when a trained run is evaluated on new data: the data must fit the run's labels.
         """
         raise NotImplementedError
 
-    def load_processor(self, cfg: Config, source: str):
-        """The tokenizer (or image/multimodal processor) at `source`."""
-        raise NotImplementedError
+    def load_processor(self, run: Path | None = None):
+        """The tokenizer (or image/multimodal processor): the base model's, or the one a run saved."""
+        return self.spec.load_processor(run)
 
-    def prepare(self, split: Split, processor, cfg: Config, labels: list[str] | None):
+    def prepare(self, split: Split, processor, labels: list[str] | None):
         """Turn raw rows into model-input columns once (`datasets.map`, cached). Returns (dataset, notes).
 
         The dataset has a `length` column (used to batch rows of similar size together) and a `row_index`
@@ -62,18 +74,10 @@ class Task:
         """Callable that pads a list of prepared rows into a batch of tensors."""
         raise NotImplementedError
 
-    # --- model ------------------------------------------------------------------------------------------
-    def load_model(self, cfg: Config, source: str, labels: list[str] | None, processor):
-        """The base model with this task's head, loaded from `source` (a Hub id or a folder)."""
-        raise NotImplementedError
-
-    def head_modules(self, model) -> list[str]:
-        """Names of the freshly added head modules: always trained, and saved with the adapter."""
-        return []
-
     # --- evaluation -------------------------------------------------------------------------------------
-    def eval_step(self, model, batch) -> dict[str, Any]:
-        """Run one batch; return tensors (first dim = batch) that the loop gathers across processes."""
+    def eval_step(self, model, batch, processor) -> dict[str, Any]:
+        """Run one batch; return tensors (first dim = batch) that the loop gathers across processes (lists for
+        texts). `processor` decodes generated ids."""
         raise NotImplementedError
 
     def compute_metrics(self, outputs: dict[str, Any], labels: list[str] | None) -> EvalResult:
@@ -85,9 +89,12 @@ class Task:
         return "\n".join(f"  {key:<24} {value:.4f}" for key, value in result.metrics.items() if isinstance(value, float))
 
     # --- prediction -------------------------------------------------------------------------------------
-    def predict(self, model, processor, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
-        """Predict for one user input (`{"text": ...}`, later `{"image": ...}`): a JSON-able result."""
+    def predict(self, model, processor, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+        """Predict for one user input (`{"text": ...}`, `{"image": path}` or both): a JSON-able result."""
         raise NotImplementedError
 
     def format_prediction(self, prediction: Any) -> str:
         raise NotImplementedError
+
+    # What the model card's code predicts for (a user replaces it with their own input).
+    example_input: ClassVar[dict[str, str]] = {"text": "your text here"}

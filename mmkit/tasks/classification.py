@@ -6,19 +6,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmkit.config import Config
 from mmkit.data import Split
 from mmkit.errors import UserError
-from mmkit.labels import class_label_names, encode_label, infer_label_names, label_values
+from mmkit.data.labels import class_label_names, encode_label, infer_label_names, label_values
 from mmkit.tasks.base import EvalResult, Task
 
 
 class ClassificationTask(Task):
     default_metric = "macro_f1"
 
-    def settle_labels(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None) -> list[str]:
+    def settle_labels(self, splits: dict[str, Split], labels: list[str] | None) -> list[str]:
         """Label names (run's, config's, ClassLabel's or the training split's) and a `labels` id column on
         every split; any row whose label is not in the set is a UserError naming the row."""
+        cfg = self.cfg
         column = cfg.data.label_column
         reference = splits.get("train") or next(iter(splits.values()))
         if labels is not None:
@@ -44,7 +44,7 @@ class ClassificationTask(Task):
         return names
 
     # --- evaluation -------------------------------------------------------------------------------------
-    def eval_step(self, model, batch) -> dict[str, Any]:
+    def eval_step(self, model, batch, processor=None) -> dict[str, Any]:
         logits = model(**batch).logits.float()
         return {"pred": logits.argmax(-1), "label": batch["labels"], "prob": logits.softmax(-1)}
 

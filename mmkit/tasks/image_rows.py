@@ -14,7 +14,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split, check_text_column
 from mmkit.errors import UserError
-from mmkit.images import blank_like, check_image, load_rgb, processor_min_side, resolve_image_path
+from mmkit.data.images import blank_like, check_image, load_rgb, processor_min_side, resolve_image_path
 from mmkit.tasks.base import TaskData
 from mmkit.tasks.classification import ClassificationTask
 
@@ -22,14 +22,13 @@ from mmkit.tasks.classification import ClassificationTask
 class ImageRowsTask(ClassificationTask):
     uses_text = False
 
-    def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
-        if cfg.data.on_bad_row not in ("error", "skip"):
-            raise UserError(f"data.on_bad_row must be error or skip, got {cfg.data.on_bad_row!r}")
+    def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
+        cfg = self.cfg
         for split in splits.values():
             split.require_columns(cfg.data.image_column, config_key_of={cfg.data.image_column: "data.image_column"})
             if self.uses_text and cfg.data.on_bad_row == "error":
                 check_text_column(split, cfg.data.text_column, "data.text_column")
-        names = self.settle_labels(cfg, splits, labels)
+        names = self.settle_labels(splits, labels)
         notes = []
         for name, split in splits.items():
             skipped = self._check_rows(split, cfg)
@@ -101,11 +100,30 @@ class ImageRowsTask(ClassificationTask):
         return str(path), check_image(path)
 
     # --- inputs -------------------------------------------------------------------------------------------
-    def collator(self, processor):
-        return ImageBatchCollator(self.preprocess_fn(processor), processor, self._model_cfg, self.uses_text)
+    def collator(self, processor, blank_images: bool = False):
+        return ImageBatchCollator(self.batch_inputs, processor, self.cfg.model, self.uses_text, blank_images)
 
-    def preprocess_fn(self, processor):
+    def batch_inputs(self, processor, images, texts, model_cfg) -> dict:
+        """Model inputs for a batch of decoded RGB images (and their texts)."""
         raise NotImplementedError
+
+    # --- prediction -----------------------------------------------------------------------------------------
+    def predict_one(self, model, processor, labels, image_path: str | None, text: str | None):
+        """One image (+ text) through the same collator as training; label and probabilities."""
+        import torch
+
+        if not image_path:
+            raise UserError("pass the image: mmkit predict RUN " + ('"text" ' if self.uses_text else "") + "--image PATH")
+        path = Path(image_path).expanduser()
+        problem = check_image(path)
+        if problem:
+            raise UserError(problem)
+        batch = self.collator(processor)([{"image": str(path), "text": text or "", "labels": 0}])
+        batch.pop("labels")
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        with torch.inference_mode():
+            logits = model(**batch).logits[0]
+        return self.label_and_probabilities(logits, labels)
 
 
 class ImageBatchCollator:

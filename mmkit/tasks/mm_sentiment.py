@@ -6,39 +6,33 @@ puts a head on it (`model.head_hidden`, `model.head_dropout`), and the shared cl
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import resolve_model_path
 from mmkit.config import Config
 from mmkit.data import Split
 from mmkit.errors import UserError
 from mmkit.tasks.image_rows import ImageRowsTask
 
 
-def encoder_class_for(model_cfg, source: str | None = None):
-    from mmkit.multimodal import encoder_class, family_for
-
-    base = source if source and (Path(source) / "config.json").is_file() else resolve_model_path(model_cfg.name_or_path)
-    return encoder_class(family_for(model_cfg, base))
-
-
 class MultimodalSentimentTask(ImageRowsTask):
     name = "mm_sentiment"
+    head = "image-text-classification"
     uses_text = True
+    hub_tags = ("multimodal", "sentiment-analysis", "image-text")  # the Hub has no pipeline for image+text classification
+    example_input = {"text": "what a day", "image": "photo.jpg"}
 
-    def load_processor(self, cfg: Config, source: str):
-        self._model_cfg = cfg.model  # the collator builds its inputs (prompt, fusion) from these settings
-        return encoder_class_for(cfg.model).load_processor(cfg.model, source)
+    def __init__(self, cfg: Config, spec):
+        super().__init__(cfg, spec)
+        self.encoder_class = spec.encoder_class  # the family: how a batch of images + texts becomes inputs
 
-    def preprocess_fn(self, processor):
-        return encoder_class_for(self._model_cfg).preprocess
+    def batch_inputs(self, processor, images, texts, model_cfg):
+        return self.encoder_class.preprocess(processor, images, texts, model_cfg)
 
-    def prepare(self, split: Split, processor, cfg: Config, labels: list[str] | None):
+    def prepare(self, split: Split, processor, labels: list[str] | None):
         """Rows -> (image reference, text, label). Text longer than the model reads is a bad row, unless
         data.max_length asks for truncation (then it is cut there and counted)."""
-        self._model_cfg = cfg.model
-        encoder_cls = encoder_class_for(cfg.model)
+        cfg = self.cfg
+        encoder_cls = self.encoder_class
         tokenizer = encoder_cls.text_tokenizer(processor)
         limit = cfg.data.max_length or encoder_cls.max_text_tokens(processor, cfg.model)
         image_col, text_col = cfg.data.image_column, cfg.data.text_column
@@ -69,43 +63,7 @@ class MultimodalSentimentTask(ImageRowsTask):
             notes.append(f"{split.name}: skipped {len(split) - len(keep)} rows whose text is longer than {limit} tokens (data.on_bad_row=skip)")
         return dataset, notes
 
-    def load_model(self, cfg: Config, source: str, labels: list[str] | None, processor):
-        from mmkit.multimodal.classifier import FULL_WEIGHTS_FILE, MultimodalClassifier
-
-        full_run = source is not None and (Path(source) / FULL_WEIGHTS_FILE).is_file()  # a fully fine-tuned run: build the base, then load
-        base = resolve_model_path(cfg.model.name_or_path) if full_run else source
-        encoder_cls = encoder_class_for(cfg.model, base)
-        encoder = encoder_cls.load(cfg.model, base)
-        model = MultimodalClassifier(encoder, len(labels), cfg.model.head_hidden, cfg.model.head_dropout)
-        model.extra_trainable = encoder.extra_trainable_modules(cfg.model)
-        if full_run:
-            model.load_full_weights(source)
-        return model
-
-    def head_modules(self, model) -> list[str]:
-        from mmkit.multimodal.classifier import HEAD_NAME
-
-        return [HEAD_NAME, *model.extra_trainable]
-
-    def predict(self, model, processor, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+    def predict(self, model, processor, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         if not inputs.get("image"):
             raise UserError("this model reads an image and a text: pass --image PATH and the text")
-        return predict_one(self, model, processor, cfg, labels, inputs["image"], inputs.get("text") or "")
-
-
-def predict_one(task: ImageRowsTask, model, processor, cfg: Config, labels, image_path: str, text: str | None):
-    """One image (+ text) through the same collator as training; label and probabilities."""
-    import torch
-
-    from mmkit.images import check_image
-
-    problem = check_image(Path(image_path).expanduser())
-    if problem:
-        raise UserError(problem)
-    task._model_cfg = cfg.model
-    batch = task.collator(processor)([{"image": str(Path(image_path).expanduser()), "text": text, "labels": 0}])
-    batch.pop("labels")
-    batch = {k: v.to(model.device) for k, v in batch.items()}
-    with torch.inference_mode():
-        logits = model(**batch).logits[0]
-    return task.label_and_probabilities(logits, labels)
+        return self.predict_one(model, processor, labels, inputs["image"], inputs.get("text") or "")

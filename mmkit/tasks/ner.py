@@ -13,9 +13,8 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split
 from mmkit.errors import UserError
-from mmkit.labels import class_label_names, label_config
-from mmkit.modeling import head_modules_of, load_pretrained, load_tokenizer
-from mmkit.ner_data import (
+from mmkit.data.labels import class_label_names
+from mmkit.data.ner import (
     IGNORE,
     entity_types,
     labels_for_window,
@@ -36,13 +35,17 @@ WORD_PATTERN = re.compile(rf"[{_CJK}]|[^\s{_CJK}\W]+|[^\w\s]", re.UNICODE)
 
 class NerTask(Task):
     name = "ner"
-    peft_task_type = "TOKEN_CLS"
+    head = "token-classification"
     default_metric = "f1"
     eval_only_columns = ("word_index", "gold_words")
+    pipeline_tag = "token-classification"
+    hub_tags = ("ner", "token-classification")
+    example_input = {"text": "Angela Merkel visited Paris"}
 
     # --- data ---------------------------------------------------------------------------------------------
-    def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
-        tokens_col, tags_col = self._columns(cfg, splits)
+    def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
+        cfg = self.cfg
+        tokens_col, tags_col = self._columns(splits)
         reference = splits.get("train") or next(iter(splits.values()))
         if labels is not None:
             names, origin = list(labels), "the run's tag set"
@@ -62,12 +65,12 @@ class NerTask(Task):
                 notes.append(f"{name}: {violations} tags break the {scheme} scheme (an I- with no B- before it); kept as they are")
         return TaskData(splits=splits, labels=names, notes=notes)
 
-    def _columns(self, cfg: Config, splits: dict[str, Split]) -> tuple[str, str]:
-        tokens_col, tags_col = cfg.data.tokens_column, cfg.data.tags_column
+    def _columns(self, splits: dict[str, Split]) -> tuple[str, str]:
+        tokens_col, tags_col = self.cfg.ner.tokens_column, self.cfg.ner.tags_column
         for split in splits.values():
             if split.row_lines is not None:  # CoNLL files: the reader names the columns
                 continue
-            split.require_columns(tokens_col, tags_col, config_key_of={tokens_col: "data.tokens_column", tags_col: "data.tags_column"})
+            split.require_columns(tokens_col, tags_col, config_key_of={tokens_col: "ner.tokens_column", tags_col: "ner.tags_column"})
         return tokens_col, tags_col
 
     @staticmethod
@@ -108,8 +111,6 @@ class NerTask(Task):
         index = {name: i for i, name in enumerate(names)}
         scheme = scheme_of(names)
         skip = cfg.data.on_bad_row == "skip"
-        if cfg.data.on_bad_row not in ("error", "skip"):
-            raise UserError(f"data.on_bad_row must be error or skip, got {cfg.data.on_bad_row!r}")
         keep, ids_of_rows, skipped, violations = [], [], 0, 0
         for i, (words, tags) in enumerate(zip(split.dataset[tokens_col], split.dataset[tags_col])):
             problem = self._row_problem(words, tags, index, names, origin)
@@ -151,20 +152,21 @@ class NerTask(Task):
                 return f"unknown tag {tag!r} (tags {origin}: {shown}); fix the row or list every tag in data.labels"
         return None
 
-    def load_processor(self, cfg: Config, source: str):
-        tokenizer = load_tokenizer(source, cfg.model)
+    def load_processor(self, run=None):
+        tokenizer = self.spec.load_processor(run)
         if hasattr(tokenizer, "add_prefix_space") and not getattr(tokenizer, "add_prefix_space", True):
             # Byte-level BPE (GPT-2, RoBERTa) needs a prefix space to tokenize pre-split words as in running text.
-            tokenizer = load_tokenizer(source, cfg.model, add_prefix_space=True)
+            tokenizer = self.spec.load_processor(run, add_prefix_space=True)
         return tokenizer
 
-    def prepare(self, split: Split, tokenizer, cfg: Config, labels: list[str] | None):
+    def prepare(self, split: Split, tokenizer, labels: list[str] | None):
+        cfg = self.cfg
         max_length = max_length_for(cfg, tokenizer)
 
         def windows(rows, indices):
             out = {"input_ids": [], "attention_mask": [], "labels": [], "word_index": [], "gold_words": [], "row_index": [], "length": []}
             for words, tags, row in zip(rows["words"], rows["tag_ids"], indices):
-                for window in windows_for_words(tokenizer, words, max_length, cfg.data.stride):
+                for window in windows_for_words(tokenizer, words, max_length, cfg.ner.stride):
                     out["input_ids"].append(window.input_ids)
                     out["attention_mask"].append([1] * len(window.input_ids))
                     out["labels"].append(labels_for_window(window, tags))
@@ -178,29 +180,14 @@ class NerTask(Task):
             windows, batched=True, with_indices=True, remove_columns=split.dataset.column_names, desc=f"tokenizing {split.name}"
         )
         rows_cut = len(dataset) - len(split.dataset)
-        notes = [f"{split.name}: long sentences split into {rows_cut} extra windows of {max_length} tokens (stride {cfg.data.stride})"] if rows_cut else []
+        notes = [f"{split.name}: long sentences split into {rows_cut} extra windows of {max_length} tokens (stride {cfg.ner.stride})"] if rows_cut else []
         return dataset, notes
 
     def collator(self, tokenizer):
         return _NerCollator(tokenizer)
 
-    # --- model --------------------------------------------------------------------------------------------
-    def load_model(self, cfg: Config, source: str, labels: list[str] | None, tokenizer):
-        from transformers import AutoModelForTokenClassification
-
-        return load_pretrained(
-            AutoModelForTokenClassification,
-            source,
-            cfg.model,
-            pad_token_id=tokenizer.pad_token_id,
-            **label_config(labels),
-        )
-
-    def head_modules(self, model) -> list[str]:
-        return head_modules_of(model)
-
     # --- evaluation -----------------------------------------------------------------------------------------
-    def eval_step(self, model, batch) -> dict[str, Any]:
+    def eval_step(self, model, batch, processor=None) -> dict[str, Any]:
         import torch
 
         word_index = batch.pop("word_index")
@@ -267,18 +254,20 @@ class NerTask(Task):
         return "\n".join(lines)
 
     # --- prediction -----------------------------------------------------------------------------------------
-    def predict(self, model, tokenizer, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+    def predict(self, model, tokenizer, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+        """Entity spans with character offsets, and every word's tag (the first sub-token's prediction)."""
+        cfg = self.cfg
         import torch
         from seqeval.metrics.sequence_labeling import get_entities
 
         text = inputs["text"]
         spans = [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
         if not spans:
-            return {"text": text, "entities": []}
+            return {"text": text, "entities": [], "words": []}
         words = [w for w, _, _ in spans]
         best = [0] * len(words)
         scores = [1.0] * len(words)
-        for window in windows_for_words(tokenizer, words, max_length_for(cfg, tokenizer), cfg.data.stride):
+        for window in windows_for_words(tokenizer, words, max_length_for(cfg, tokenizer), cfg.ner.stride):
             ids = torch.tensor([window.input_ids], device=model.device)
             with torch.inference_mode():
                 probs = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].float().softmax(-1)
@@ -292,7 +281,7 @@ class NerTask(Task):
             first, last = spans[start][1], spans[end][2]
             score = sum(scores[start : end + 1]) / (end - start + 1)
             entities.append({"text": text[first:last], "type": kind, "start": first, "end": last, "score": round(score, 4)})
-        return {"text": text, "entities": entities}
+        return {"text": text, "entities": entities, "words": [[w, t] for w, t in zip(words, tags)]}
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:
         if not prediction["entities"]:

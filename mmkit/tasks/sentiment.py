@@ -1,4 +1,4 @@
-"""Sentiment (text sequence classification) on encoder (BERT-style) and decoder (GPT-style) backbones."""
+"""Sentiment (text sequence classification) on encoder (BERT-style), decoder (GPT-style) and seq2seq backbones."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from typing import Any
 
 from mmkit.config import Config
 from mmkit.data import Split, check_text_column
-from mmkit.modeling import head_modules_of, load_pretrained, load_tokenizer
 from mmkit.tasks.base import TaskData
 from mmkit.tasks.classification import ClassificationTask
 
@@ -24,20 +23,19 @@ def max_length_for(cfg: Config, tokenizer) -> int:
 
 class SentimentTask(ClassificationTask):
     name = "sentiment"
-    peft_task_type = "SEQ_CLS"
+    head = "sequence-classification"
+    pipeline_tag = "text-classification"
+    hub_tags = ("sentiment-analysis", "text-classification")
 
-    def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
+    def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
         for split in splits.values():
-            check_text_column(split, cfg.data.text_column, "data.text_column")
-        names = self.settle_labels(cfg, splits, labels)
+            check_text_column(split, self.cfg.data.text_column, "data.text_column")
+        names = self.settle_labels(splits, labels)
         return TaskData(splits=splits, labels=names)
 
-    def load_processor(self, cfg: Config, source: str):
-        return load_tokenizer(source, cfg.model)
-
-    def prepare(self, split: Split, tokenizer, cfg: Config, labels: list[str] | None):
-        max_length = max_length_for(cfg, tokenizer)
-        text_column = cfg.data.text_column
+    def prepare(self, split: Split, tokenizer, labels: list[str] | None):
+        max_length = max_length_for(self.cfg, tokenizer)
+        text_column = self.cfg.data.text_column
 
         def tokenize(rows, indices):
             # Overflowing windows tell exactly which rows were longer than max_length; keep the first one.
@@ -69,30 +67,10 @@ class SentimentTask(ClassificationTask):
 
         return DataCollatorWithPadding(tokenizer)
 
-    def load_model(self, cfg: Config, source: str, labels: list[str] | None, tokenizer):
-        from transformers import AutoModel, AutoModelForSequenceClassification
-
-        from mmkit.backbones import resolve_model_path
-        from mmkit.pooling import MeanPooledClassifier, pooling_for
-
-        names = {"id2label": dict(enumerate(labels)), "label2id": {name: i for i, name in enumerate(labels)}}
-        # The pooling is a property of the base checkpoint, also when `source` is a fully fine-tuned run.
-        if pooling_for(cfg.model, resolve_model_path(cfg.model.name_or_path)) == "mean":
-            encoder = load_pretrained(AutoModel, source, cfg.model, add_pooling_layer=False, **names)
-            model = MeanPooledClassifier(encoder, len(labels))
-            model.load_head_from(source)
-            return model
-        return load_pretrained(
-            AutoModelForSequenceClassification, source, cfg.model, num_labels=len(labels), pad_token_id=tokenizer.pad_token_id, **names
-        )
-
-    def head_modules(self, model) -> list[str]:
-        return head_modules_of(model)
-
-    def predict(self, model, tokenizer, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+    def predict(self, model, tokenizer, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         import torch
 
-        enc = tokenizer(inputs["text"], truncation=True, max_length=max_length_for(cfg, tokenizer), return_tensors="pt")
+        enc = tokenizer(inputs["text"], truncation=True, max_length=max_length_for(self.cfg, tokenizer), return_tensors="pt")
         enc = {k: v.to(model.device) for k, v in enc.items()}
         with torch.inference_mode():
             logits = model(**enc).logits[0]

@@ -16,16 +16,11 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split, check_text_column
 from mmkit.errors import UserError
-from mmkit.modeling import load_pretrained, load_tokenizer
-from mmkit.run_dir import RunDir
 from mmkit.tasks.base import EvalResult, Task, TaskData
 from mmkit.tasks.sentiment import max_length_for
 
 IGNORE = -100
 SAMPLES_FILE = "translations.jsonl"
-# Architectures `model.config.family` builds, each shown to learn the toy dictionary task to BLEU >= 90 from
-# scratch (tests/test_translation.py). T5 (BLEU 35) and BART (BLEU 0: eos first) did not, with the same settings.
-SCRATCH_FAMILIES = ("marian", "gpt2")
 # Han ideographs (CJK Unified + Extension A + Compatibility): a target written in them gets sacrebleu's `zh`
 # tokenizer, which splits every character (13a would count a whole unspaced sentence as one word).
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -57,19 +52,21 @@ def split_template(template: str) -> tuple[str, str]:
 
 class TranslationTask(Task):
     name = "translation"
+    head = "generation"
     default_metric = "bleu"
     # Raw texts for the metrics and the prompt alone (decoder-only) for generation: evaluation only.
     eval_only_columns = ("prompt_ids", "reference", "source_text")
+    pipeline_tag = "translation"
+    hub_tags = ("translation",)
+    example_input = {"text": "A man rides a bike."}
 
-    def __init__(self):
-        self.cfg: Config | None = None
-        self.tokenizer = None
-        self._kind: str | None = None
-        self.new_token_ids: list[int] | None = None  # embedding rows added to a checkpoint (trained with LoRA)
+    def __init__(self, cfg: Config, spec):
+        super().__init__(cfg, spec)
+        self.decoder_only = spec.kind == "decoder"  # else encoder-decoder (seq2seq)
 
     # --- data ---------------------------------------------------------------------------------------------
-    def load_data(self, cfg: Config, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
-        self.cfg = cfg
+    def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:
+        cfg = self.cfg
         t = cfg.translation
         keys = {t.source_column: "translation.source_column", t.target_column: "translation.target_column"}
         for split in splits.values():
@@ -108,68 +105,35 @@ class TranslationTask(Task):
 
         return datasets.Dataset.from_dict({"source": sources, "target": targets})
 
-    def load_processor(self, cfg: Config, source: str):
-        self.cfg = cfg
-        if RunDir(source).is_run():  # a finished run: its own saved tokenizer, special tokens included
-            tokenizer = load_tokenizer(source, cfg.model)
-        else:
-            if cfg.model.init == "scratch" and not cfg.model.tokenizer and not cfg.model.name_or_path:
-                raise UserError(
-                    "model.init=scratch needs a tokenizer: set model.tokenizer to a folder made by "
-                    "`mmkit tokenizer train` (or model.name_or_path to a checkpoint with one)"
-                )
-            tokenizer = load_tokenizer(cfg.model.tokenizer or source, cfg.model)
-            new = [tok for tok in cfg.model.special_tokens or [] if tok not in tokenizer.get_vocab()]
-            if new:
-                tokenizer.add_tokens(new, special_tokens=True)
+    def load_processor(self, run=None):
+        tokenizer = self.spec.load_processor(run)
         if tokenizer.eos_token_id is None:
             raise UserError(
-                f"the tokenizer of {cfg.model.tokenizer or source} has no eos token; translation needs one to end targets "
-                "(train one with `mmkit tokenizer train`, which sets </s>)"
+                f"the tokenizer of {self.cfg.model.tokenizer or self.spec.source} has no eos token; translation needs one to end "
+                "targets (train one with `mmkit tokenizer train`, which sets </s>)"
             )
         if tokenizer.pad_token is None:
             # GPT-style tokenizers have no pad token; padding never carries loss (labels pad with -100) and the
             # attention mask hides it, so eos can stand in.
             tokenizer.pad_token = tokenizer.eos_token
-        self.tokenizer = tokenizer
+        self._set_language_codes(tokenizer)
         return tokenizer
 
-    def kind(self, cfg: Config) -> str:
-        """seq2seq or decoder, from the configured architecture (the same for a run and its base model)."""
-        if self._kind is None:
-            self._kind = self._architecture_kind(cfg)
-        return self._kind
-
-    @staticmethod
-    def _architecture_kind(cfg: Config) -> str:
-        from mmkit.backbones import family_of, resolve_model_path
-
-        if cfg.model.init not in ("pretrained", "scratch"):
-            raise UserError(f"model.init must be pretrained or scratch, got {cfg.model.init!r}")
-        if cfg.model.init == "scratch" and not cfg.model.name_or_path:
-            family = cfg.model.config.family
-            if family not in SCRATCH_FAMILIES:
+    def _set_language_codes(self, tokenizer) -> None:
+        """Many-to-many tokenizers (mBART-50, NLLB, M2M100) mark the source language on the source and the target
+        language on the target: both come from translation.source_lang / target_lang (never a silent default)."""
+        if not hasattr(tokenizer, "src_lang"):
+            return
+        t = self.cfg.translation
+        vocab = tokenizer.get_vocab()
+        codes = [tok for tok in getattr(tokenizer, "additional_special_tokens", None) or [] if tok in vocab]
+        for key, code in (("source_lang", t.source_lang), ("target_lang", t.target_lang)):
+            if not code or code not in vocab:
+                shown = ", ".join(codes[:8]) + (", ..." if len(codes) > 8 else "")
                 raise UserError(
-                    f"model.init=scratch without model.name_or_path needs model.config.family: one of {', '.join(SCRATCH_FAMILIES)} "
-                    f"(got {family!r}); or set model.name_or_path to a checkpoint whose config.json is used"
+                    f"translation.{key} must be one of this tokenizer's language codes ({shown}); got {code!r}"
                 )
-            return family_of(family).kind
-        from transformers import AutoConfig
-
-        source = resolve_model_path(cfg.model.name_or_path)
-        try:
-            config = AutoConfig.from_pretrained(source, trust_remote_code=cfg.model.trust_remote_code)
-        except (OSError, ValueError, KeyError) as err:
-            raise UserError(f"could not read the model config of '{source}': {' '.join(str(err).split())[:300]}") from None
-        if getattr(config, "is_encoder_decoder", False):
-            return "seq2seq"
-        kind = family_of(config.model_type).kind
-        if kind != "decoder" and not any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in config.architectures or []):
-            raise UserError(
-                f"{source} is a '{config.model_type}' model, which cannot generate text; translation needs an "
-                "encoder-decoder (Marian, T5, BART) or a decoder-only (GPT-2, Llama) model"
-            )
-        return "decoder"
+        tokenizer.src_lang, tokenizer.tgt_lang = t.source_lang, t.target_lang
 
     def _source_text(self, text: str) -> str:
         t = self.cfg.translation
@@ -179,21 +143,26 @@ class TranslationTask(Task):
         return f"{marker}{t.source_prefix}{text}"
 
     def _forced_bos_id(self, tokenizer) -> int | None:
-        """mBART-style target language token: the first generated token (and the first label)."""
+        """The target language token the decoder must start with: translation.target_lang_token (not an opus-mt
+        >>xx<< marker, which goes before the source), or a many-to-many tokenizer's target language code."""
         lang = self.cfg.translation.target_lang_token
-        if not lang or lang.startswith(">>"):
+        if lang and lang.startswith(">>"):
+            return None
+        if not lang and hasattr(tokenizer, "tgt_lang"):
+            lang = self.cfg.translation.target_lang
+        if not lang:
             return None
         token_id = tokenizer.convert_tokens_to_ids(lang)
         if token_id is None or token_id == tokenizer.unk_token_id:
             raise UserError(f"translation.target_lang_token {lang!r} is not a token of this tokenizer")
         return token_id
 
-    def prepare(self, split: Split, tokenizer, cfg: Config, labels: list[str] | None):
-        self.cfg = cfg
-        if self.kind(cfg) == "seq2seq":
-            encode = self._seq2seq_encoder(tokenizer, cfg)
-        else:
-            encode = self._decoder_encoder(tokenizer, cfg)
+    def encoder(self, tokenizer):
+        """(source, target) -> the row's token ids, as training and evaluation read it."""
+        return self._decoder_encoder(tokenizer) if self.decoder_only else self._seq2seq_encoder(tokenizer)
+
+    def prepare(self, split: Split, tokenizer, labels: list[str] | None):
+        encode = self.encoder(tokenizer)
 
         def tokenize(rows, indices):
             out: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "labels", "prompt_ids", "source_tokens", "target_tokens", "truncated")}
@@ -215,10 +184,11 @@ class TranslationTask(Task):
         notes = [f"{split.name}: {len(dataset):,} pairs, {source_tokens:,} source + {target_tokens:,} target tokens"]
         if truncated:
             notes.append(f"{split.name}: {truncated} of {len(dataset)} pairs truncated (source or target longer than the limit)")
-        extra = ["truncated", "source_tokens", "target_tokens"] + (["prompt_ids"] if self.kind(cfg) == "seq2seq" else [])
+        extra = ["truncated", "source_tokens", "target_tokens"] + ([] if self.decoder_only else ["prompt_ids"])
         return dataset.remove_columns(extra), notes
 
-    def _seq2seq_encoder(self, tokenizer, cfg: Config):
+    def _seq2seq_encoder(self, tokenizer):
+        cfg = self.cfg
         max_source = max_length_for(cfg, tokenizer)
         max_target = cfg.translation.max_target_length or max_source
         eos = tokenizer.eos_token_id
@@ -245,7 +215,8 @@ class TranslationTask(Task):
 
         return encode
 
-    def _decoder_encoder(self, tokenizer, cfg: Config):
+    def _decoder_encoder(self, tokenizer):
+        cfg = self.cfg
         max_length = max_length_for(cfg, tokenizer)
         prompt_template, target_template = split_template(cfg.translation.template)
         eos = tokenizer.eos_token_id
@@ -267,83 +238,12 @@ class TranslationTask(Task):
         return encode
 
     def collator(self, tokenizer):
-        return TranslationCollator(tokenizer, decoder_only=self.kind(self.cfg) == "decoder")
-
-    # --- model --------------------------------------------------------------------------------------------
-    @property
-    def peft_task_type(self) -> str | None:
-        if self.cfg is None:
-            return None
-        return "SEQ_2_SEQ_LM" if self.kind(self.cfg) == "seq2seq" else "CAUSAL_LM"
-
-    def load_model(self, cfg: Config, source: str, labels: list[str] | None, tokenizer):
-        from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
-        self.cfg = cfg
-        auto_class = AutoModelForSeq2SeqLM if self.kind(cfg) == "seq2seq" else AutoModelForCausalLM
-        if cfg.model.init == "scratch" and not RunDir(source).is_run():
-            if cfg.lora.enabled:
-                raise UserError("model.init=scratch trains every weight from random values: set lora.enabled=false")
-            model = auto_class.from_config(self._scratch_config(cfg, tokenizer))
-        else:
-            model = load_pretrained(auto_class, source, cfg.model)
-        old_size = model.get_input_embeddings().num_embeddings
-        if len(tokenizer) > old_size:
-            # New tokens (model.special_tokens, or a bigger tokenizer) get rows initialised from the mean; with
-            # LoRA those rows train and are saved with the adapter (finetune reads new_token_ids).
-            model.resize_token_embeddings(len(tokenizer))
-            self.new_token_ids = list(range(old_size, len(tokenizer)))
-        for config in (model.config, model.generation_config):
-            if getattr(config, "pad_token_id", None) is None:
-                config.pad_token_id = tokenizer.pad_token_id
-        return model
-
-    @staticmethod
-    def _scratch_config(cfg: Config, tokenizer):
-        """The architecture of model.name_or_path's config.json, or of model.config, sized to the tokenizer."""
-        from transformers import AutoConfig, GPT2Config, MarianConfig
-
-        from mmkit.backbones import resolve_model_path
-
-        ids = {"pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
-        bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-        vocab = len(tokenizer)
-        if cfg.model.name_or_path:
-            config = AutoConfig.from_pretrained(resolve_model_path(cfg.model.name_or_path), trust_remote_code=cfg.model.trust_remote_code)
-            config.vocab_size = vocab
-            for key, value in ids.items():
-                setattr(config, key, value)
-            if getattr(config, "is_encoder_decoder", False) and config.model_type in ("marian", "t5", "mt5"):
-                config.decoder_start_token_id = tokenizer.pad_token_id  # these families start decoding from pad
-            return config
-        a = cfg.model.config
-        if a.d_model % a.heads:
-            raise UserError(f"model.config.d_model ({a.d_model}) must be a multiple of model.config.heads ({a.heads})")
-        if a.family == "marian":
-            return MarianConfig(
-                vocab_size=vocab, d_model=a.d_model, encoder_layers=a.layers, decoder_layers=a.layers,
-                encoder_attention_heads=a.heads, decoder_attention_heads=a.heads, encoder_ffn_dim=a.ffn_dim,
-                decoder_ffn_dim=a.ffn_dim, max_position_embeddings=a.max_positions, dropout=a.dropout,
-                attention_dropout=a.dropout, activation_dropout=0.0, bos_token_id=bos,
-                # Token embeddings start at std 0.02; unscaled, Marian's fixed sinusoidal positions (amplitude 1)
-                # drown them and a scratch model never learns which word it reads (measured: BLEU 2 on the toy task).
-                scale_embedding=True, forced_eos_token_id=ids["eos_token_id"],
-                decoder_start_token_id=ids["pad_token_id"], **ids,
-            )
-        return GPT2Config(
-            vocab_size=vocab, n_embd=a.d_model, n_layer=a.layers, n_head=a.heads, n_inner=a.ffn_dim,
-            n_positions=a.max_positions, resid_pdrop=a.dropout, embd_pdrop=a.dropout, attn_pdrop=a.dropout,
-            bos_token_id=bos, **ids,
-        )
-
-    def head_modules(self, model) -> list[str]:
-        return []  # the language-model head is pretrained (or, from scratch, everything trains)
+        return TranslationCollator(tokenizer, decoder_only=self.decoder_only)
 
     # --- evaluation -----------------------------------------------------------------------------------------
-    def generate(self, model, input_ids, attention_mask) -> list[str]:
+    def generate(self, model, tokenizer, input_ids, attention_mask) -> list[str]:
         """Translations of a batch (left-padded for decoder-only models): generation settings from the config."""
         t = self.cfg.translation
-        tokenizer = self.tokenizer
         model = getattr(model, "module", model)  # DDP wraps the model; generate lives on the model itself
         settings: dict[str, Any] = {
             "max_new_tokens": t.max_new_tokens,
@@ -358,14 +258,14 @@ class TranslationTask(Task):
         if forced_bos is not None:
             settings["forced_bos_token_id"] = forced_bos
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
-        if self.kind(self.cfg) == "decoder":
+        if self.decoder_only:
             output = output[:, input_ids.shape[1]:]  # the continuation after the (left-padded) prompt
         return [text.strip() for text in tokenizer.batch_decode(output, skip_special_tokens=True)]
 
-    def eval_step(self, model, batch) -> dict[str, Any]:
+    def eval_step(self, model, batch, tokenizer) -> dict[str, Any]:
         references = batch.pop("reference")
         sources = batch.pop("source_text")
-        hypotheses = self.generate(model, batch["input_ids"], batch["attention_mask"])
+        hypotheses = self.generate(model, tokenizer, batch["input_ids"], batch["attention_mask"])
         return {"hypothesis": hypotheses, "reference": list(references), "source": list(sources)}
 
     def compute_metrics(self, outputs: dict[str, Any], labels: list[str] | None) -> EvalResult:
@@ -409,18 +309,18 @@ class TranslationTask(Task):
         return "\n".join(lines)
 
     # --- prediction -----------------------------------------------------------------------------------------
-    def predict(self, model, tokenizer, cfg: Config, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+    def predict(self, model, tokenizer, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
+        """One sentence through the evaluation path (encoding, collator, generation), as a batch of one."""
         import torch
 
-        self.cfg, self.tokenizer = cfg, tokenizer
         text = inputs["text"]
         if not text.strip():
             raise UserError("nothing to translate: the input text is empty")
-        row = (self._seq2seq_encoder if self.kind(cfg) == "seq2seq" else self._decoder_encoder)(tokenizer, cfg)(text, "")
-        ids = row["input_ids"] if self.kind(cfg) == "seq2seq" else row["prompt_ids"]
-        input_ids = torch.tensor([ids], device=model.device)
+        row = {**self.encoder(tokenizer)(text, ""), "reference": "", "source_text": text}
+        batch = self.collator(tokenizer)([row])
+        batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with torch.inference_mode():
-            (translation,) = self.generate(model, input_ids, torch.ones_like(input_ids))
+            (translation,) = self.eval_step(model, batch, tokenizer)["hypothesis"]
         return {"source": text, "translation": translation}
 
     def format_prediction(self, prediction: dict[str, Any]) -> str:

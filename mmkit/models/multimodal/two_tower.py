@@ -6,12 +6,10 @@ their choice. Set `model.text` and `model.vision` instead of `model.name_or_path
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
-from mmkit.backbones import family_of, lora_targets, resolve_model_path
-from mmkit.multimodal.base import FeatureEncoder, regex_under
+from mmkit.models.families import auto_targets, family_of, resolve_model_path
+from mmkit.models.multimodal.base import FeatureEncoder, regex_under
 
 
 class TwoTowerProcessor:
@@ -42,27 +40,25 @@ class TwoTowerEncoder(FeatureEncoder):
     def load(cls, model_cfg, source: str | None = None) -> "TwoTowerEncoder":
         from transformers import AutoModel
 
-        from mmkit.modeling import load_pretrained
-        from mmkit.pooling import pooling_for
+        from mmkit.models.loading import load_pretrained
+        from mmkit.models.pooling import is_sentence_embedding
 
-        text_source = resolve_model_path(model_cfg.text)
+        text_source = source or resolve_model_path(model_cfg.text)
         text = load_pretrained(AutoModel, text_source, model_cfg, what="text tower", add_pooling_layer=False)
         vision = load_pretrained(AutoModel, model_cfg.vision, model_cfg, what="vision tower", add_pooling_layer=False)
-        return cls(text, vision, mean_pool_text=pooling_for(model_cfg, text_source) == "mean")
+        mean = model_cfg.pooling == "mean" or (model_cfg.pooling == "auto" and is_sentence_embedding(text_source))
+        return cls(text, vision, mean_pool_text=mean)
 
     @classmethod
-    def load_processor(cls, model_cfg, source: str | None = None):
+    def load_processor(cls, model_cfg, source: str, run=None):
         from transformers import AutoImageProcessor
 
-        from mmkit.modeling import load_tokenizer, pretrained_kwargs
+        from mmkit.models.loading import load_tokenizer, pretrained_kwargs
 
-        if source and (Path(source) / "preprocessor_config.json").is_file():  # a run dir holds both
-            text_source = vision_source = source
-        else:
-            text_source, vision_source = resolve_model_path(model_cfg.text), model_cfg.vision
-        kwargs = pretrained_kwargs(model_cfg, vision_source)
-        kwargs.pop("dtype")
-        return TwoTowerProcessor(load_tokenizer(text_source, model_cfg), AutoImageProcessor.from_pretrained(vision_source, **kwargs))
+        # A finished run saved both parts in its folder; a new run reads each tower's own.
+        text_source, vision_source = (str(run), str(run)) if run else (resolve_model_path(model_cfg.text), model_cfg.vision)
+        image_processor = AutoImageProcessor.from_pretrained(vision_source, **pretrained_kwargs(model_cfg, with_dtype=False))
+        return TwoTowerProcessor(load_tokenizer(text_source, model_cfg), image_processor)
 
     @classmethod
     def preprocess(cls, processor, images, texts, model_cfg):
@@ -74,8 +70,7 @@ class TwoTowerEncoder(FeatureEncoder):
         regexes = []
         for tower in towers:
             module = getattr(self, tower)
-            names, _ = lora_targets(module, family_of(module.config.model_type), "auto")
-            regexes.append(regex_under(f"encoder.{tower}", [names] if isinstance(names, str) else names))
+            regexes.append(regex_under(f"encoder.{tower}", auto_targets(module, family_of(module.config.model_type))))
         return "|".join(regexes)
 
     def forward(self, input_ids, attention_mask, pixel_values, token_type_ids=None, **_):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from mmkit.run_dir import atomic_write_bytes
+from mmkit.runs.run_dir import atomic_write_bytes
 
 
 def _figure():

@@ -3,7 +3,8 @@
 Most checkpoints classify from their own head (BERT: the [CLS] pooler; GPT-2: the last real token). Sentence-
 embedding checkpoints (sentence-transformers, e.g. all-MiniLM-L6-v2) were trained to be read by the *mean*
 of their token states; their [CLS] state and pooler were never trained for that. For them, `model.pooling:
-auto` classifies from the masked mean of the last hidden states, as they were trained to be used.
+auto` classifies from the masked mean of the last hidden states, as they were trained to be used. No
+transformers class does that, so this module is the head (and the model card shows its few lines).
 """
 
 from __future__ import annotations
@@ -14,26 +15,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mmkit.errors import UserError
-
 HEAD_FILE = "pooled_head.safetensors"  # the head of a fully fine-tuned mean-pooling model, beside the encoder
 
 
-def pooling_for(model_cfg, source: str) -> str:
-    """`mean` or `model` (the checkpoint's own classification head)."""
-    choice = model_cfg.pooling
-    if choice not in ("auto", "mean", "model"):
-        raise UserError(f"model.pooling must be auto, mean or model, got {choice!r}")
-    if choice != "auto":
-        return choice
+def is_sentence_embedding(source: str) -> bool:
+    """Whether the checkpoint folder ships a sentence-transformers mean-pooling config."""
     pooling_config = Path(source) / "1_Pooling" / "config.json"
-    if pooling_config.is_file():
-        try:
-            if json.loads(pooling_config.read_text()).get("pooling_mode_mean_tokens"):
-                return "mean"
-        except (OSError, ValueError):
-            pass
-    return "model"
+    if not pooling_config.is_file():
+        return False
+    try:
+        return bool(json.loads(pooling_config.read_text()).get("pooling_mode_mean_tokens"))
+    except (OSError, ValueError):
+        return False
 
 
 class MeanPooledClassifier(nn.Module):
@@ -51,12 +44,16 @@ class MeanPooledClassifier(nn.Module):
     def forward(self, input_ids=None, attention_mask=None, labels=None, token_type_ids=None, **_ignored):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         logits = self.classifier(self.dropout(pooled))
         loss = nn.functional.cross_entropy(logits.float(), labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None) -> None:
+        self.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs)
 
     # A fully fine-tuned run saves the encoder as a normal checkpoint plus the head beside it.
     def save_pretrained(self, folder, **kwargs) -> None:
@@ -65,12 +62,10 @@ class MeanPooledClassifier(nn.Module):
         self.encoder.save_pretrained(folder, **kwargs)
         save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, str(Path(folder) / HEAD_FILE))
 
-    def load_head_from(self, folder) -> None:
+    def load_head(self, folder) -> None:
         from safetensors.torch import load_file
 
-        path = Path(folder) / HEAD_FILE
-        if path.is_file():
-            self.classifier.load_state_dict(load_file(str(path)))
+        self.classifier.load_state_dict(load_file(str(Path(folder) / HEAD_FILE)))
 
     @property
     def device(self):

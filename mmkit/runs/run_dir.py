@@ -12,7 +12,8 @@
       checkpoints/best/         the best weights so far, by the validation metric
       eval/                     what `mmkit eval` writes by default
 
-A run directory is laid out like a Hub model repo, so `mmkit eval/predict` read both the same way.
+A run directory is laid out like a Hub model repo, so `mmkit eval/predict` read both the same way
+(`mmkit.runs.inference.resolve_run`).
 Files are written to a temporary name and renamed, so a crash never leaves a half-written file.
 """
 
@@ -25,7 +26,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
 from mmkit.config import Config, config_from_dict, yaml_load
 from mmkit.errors import UserError
 
@@ -36,7 +36,6 @@ TRAIN_LOG_FILE = "train_log.jsonl"
 LOSS_PLOT_FILE = "loss_curve.png"
 CONFUSION_PLOT_FILE = "confusion_matrix.png"
 CHECKPOINTS_DIR = "checkpoints"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -90,6 +89,8 @@ class RunDir:
 
     @property
     def has_adapter(self) -> bool:
+        from mmkit.models.spec import ADAPTER_CONFIG_FILE
+
         return self.file(ADAPTER_CONFIG_FILE).is_file()
 
     def is_run(self) -> bool:
@@ -143,23 +144,3 @@ class RunDir:
     def write_labels(self, labels: list[str] | None) -> None:
         if labels is not None:
             atomic_write_json(self.file(LABELS_FILE), labels)
-
-
-def resolve_run(run_or_repo: str, revision: str | None = None) -> RunDir:
-    """A local run folder as is; anything else is looked up as a Hub repo id (allow-listed files only)."""
-    path = Path(run_or_repo).expanduser()
-    if path.exists():
-        if revision:
-            raise UserError(f"--revision is for Hub repo ids; {path} is a local folder")
-        run = RunDir(path)
-        if not run.is_run():
-            raise UserError(f"{path} is not an mmkit run (no {CONFIG_FILE}); pass the output_dir of a training run")
-        return run
-    if run_or_repo.count("/") != 1 or run_or_repo.startswith((".", "/", "~")):
-        raise UserError(f"{run_or_repo}: no such run folder (and not a Hub repo id of the form owner/name)")
-    from mmkit.hub import download_run
-
-    run = RunDir(download_run(run_or_repo, revision))
-    if not run.is_run():
-        raise UserError(f"{run_or_repo} is not an mmkit run on the Hub (no {CONFIG_FILE}); push runs with `mmkit push`")
-    return run

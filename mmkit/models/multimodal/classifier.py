@@ -38,7 +38,6 @@ class MultimodalClassifier(nn.Module):
         super().__init__()
         self.encoder = encoder
         setattr(self, HEAD_NAME, FusionHead(encoder.feature_dim, num_labels, hidden, dropout))
-        self.family_name = encoder.family
         self.config = PretrainedConfig()  # PEFT reads model.config; the adapter records the base id in it
         self.config.model_type = f"mmkit-{encoder.family}"
 
@@ -49,11 +48,6 @@ class MultimodalClassifier(nn.Module):
         logits = getattr(self, HEAD_NAME)(features.float())
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def lora_targets_for(self, towers: list[str]) -> str:
-        from mmkit.multimodal.base import check_towers
-
-        return self.encoder.lora_regex(check_towers(type(self.encoder), towers))
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None) -> None:
         """Checkpoint every transformers model inside the encoder (the head is too small to matter)."""
@@ -73,11 +67,7 @@ class MultimodalClassifier(nn.Module):
 
         save_model(self, str(Path(folder) / FULL_WEIGHTS_FILE))
 
-    def load_full_weights(self, folder) -> bool:
+    def load_full_weights(self, folder) -> None:
         from safetensors.torch import load_model
 
-        path = Path(folder) / FULL_WEIGHTS_FILE
-        if not path.is_file():
-            return False
-        load_model(self, str(path))
-        return True
+        load_model(self, str(Path(folder) / FULL_WEIGHTS_FILE))

@@ -10,10 +10,10 @@ from mmkit.errors import UserError
 
 # family -> "module:Class"; a checkpoint's config.json `model_type` picks the family.
 FAMILIES = {
-    "clip": "mmkit.multimodal.clip:ClipEncoder",
-    "blip2": "mmkit.multimodal.blip2:Blip2Encoder",
-    "llava": "mmkit.multimodal.llava:LlavaEncoder",
-    "two_tower": "mmkit.multimodal.two_tower:TwoTowerEncoder",
+    "clip": "mmkit.models.multimodal.clip:ClipEncoder",
+    "blip2": "mmkit.models.multimodal.blip2:Blip2Encoder",
+    "llava": "mmkit.models.multimodal.llava:LlavaEncoder",
+    "two_tower": "mmkit.models.multimodal.two_tower:TwoTowerEncoder",
 }
 MODEL_TYPES = {"clip": "clip", "blip-2": "blip2", "llava": "llava"}
 
@@ -53,15 +53,14 @@ def checkpoint_model_type(source: str | None, model_cfg) -> str:
 
 
 def load_auto_processor(source: str, model_cfg):
-    import transformers
     from transformers import AutoProcessor
 
-    from mmkit.modeling import pretrained_kwargs
+    from mmkit.models.loading import pretrained_kwargs, quiet_transformers
 
-    transformers.logging.set_verbosity_error()
-    kwargs = pretrained_kwargs(model_cfg, source)
-    kwargs.pop("dtype")
+    quiet_transformers()
     try:
-        return AutoProcessor.from_pretrained(source, **kwargs)
+        return AutoProcessor.from_pretrained(source, **pretrained_kwargs(model_cfg, with_dtype=False))
+    except ImportError as err:  # a processor part that needs a package this machine lacks (e.g. torchvision)
+        raise UserError(f"the processor of '{source}' needs a package that is not installed: {' '.join(str(err).split())[:200]}") from None
     except (OSError, ValueError, KeyError) as err:
         raise UserError(f"could not load the processor from '{source}': {' '.join(str(err).split())[:300]}") from None

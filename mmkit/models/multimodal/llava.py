@@ -3,9 +3,9 @@ the language model's state at the last real token is the feature (it has read th
 
 from __future__ import annotations
 
-from mmkit.backbones import family_of
+from mmkit.models.families import family_of
 from mmkit.errors import UserError
-from mmkit.multimodal.base import FeatureEncoder, check_placeholders, last_token_states, regex_under
+from mmkit.models.multimodal.base import FeatureEncoder, check_placeholders, last_token_states, regex_under
 
 PROJECTOR = "multi_modal_projector"
 
@@ -24,16 +24,10 @@ class LlavaEncoder(FeatureEncoder):
     def load(cls, model_cfg, source: str) -> "LlavaEncoder":
         from transformers import LlavaForConditionalGeneration
 
-        from mmkit.modeling import load_pretrained
+        from mmkit.models.loading import load_pretrained
 
         # Checkpoints are saved as LlavaForConditionalGeneration; the LM head is dropped after loading.
         return cls(load_pretrained(LlavaForConditionalGeneration, source, model_cfg).model)
-
-    @classmethod
-    def load_processor(cls, model_cfg, source: str):
-        from mmkit.multimodal import load_auto_processor
-
-        return load_auto_processor(source, model_cfg)
 
     @classmethod
     def prompts(cls, processor, texts, model_cfg) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from mmkit.errors import UserError
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
-# CoNLL column files (one token per line, tag last, blank line between sentences): read by mmkit.ner_data.
+# CoNLL column files (one token per line, tag last, blank line between sentences): read by mmkit.data.ner.
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2")
 SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet or a CoNLL column file (.conll, .bio, .iob)"
 SPLITS = ("train", "validation", "test")
@@ -88,7 +88,7 @@ def _load_file(path: Path, name: str) -> Split:
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty; the {name} split needs rows")
     if suffix in CONLL_SUFFIXES:
-        from mmkit.ner_data import read_conll
+        from mmkit.data.ner import read_conll
 
         dataset, lines = read_conll(path)
         return Split(name=name, origin=str(path), dataset=dataset, path=path, row_lines=lines)
@@ -106,7 +106,7 @@ def _load_image_folder(root: Path, name: str) -> Split:
     """An image-classification folder `root/<label>/*.jpg` as rows {"image": path under root, "label": name}."""
     import datasets
 
-    from mmkit.images import read_image_folder
+    from mmkit.data.images import read_image_folder
 
     paths, labels = read_image_folder(root)
     dataset = datasets.Dataset.from_dict({"image": paths, "label": labels})

@@ -110,7 +110,7 @@ def windows_for_words(tokenizer, words: list[str], max_length: int, stride: int)
     prefix, suffix = special_tokens_around(tokenizer)
     room = max_length - len(prefix) - len(suffix)
     if room <= stride:
-        raise UserError(f"data.stride ({stride}) must be smaller than data.max_length minus special tokens ({room})")
+        raise UserError(f"ner.stride ({stride}) must be smaller than data.max_length minus special tokens ({room})")
     starts = [0]
     while starts[-1] + room < len(ids):
         starts.append(starts[-1] + room - stride)

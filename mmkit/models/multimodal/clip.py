@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mmkit.errors import UserError
-from mmkit.multimodal.base import FeatureEncoder, regex_under
+from mmkit.models.multimodal.base import FeatureEncoder, regex_under
 
 FUSIONS = ("text", "image", "product", "difference")
 
@@ -28,15 +28,9 @@ class ClipEncoder(FeatureEncoder):
     def load(cls, model_cfg, source: str) -> "ClipEncoder":
         from transformers import CLIPModel
 
-        from mmkit.modeling import load_pretrained
+        from mmkit.models.loading import load_pretrained
 
         return cls(load_pretrained(CLIPModel, source, model_cfg), model_cfg.fusion)
-
-    @classmethod
-    def load_processor(cls, model_cfg, source: str):
-        from mmkit.multimodal import load_auto_processor
-
-        return load_auto_processor(source, model_cfg)
 
     @classmethod
     def preprocess(cls, processor, images, texts, model_cfg):

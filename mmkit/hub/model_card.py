@@ -11,31 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mmkit.config import Config
 
-# Task -> the Hub's pipeline tag. Tasks without a matching Hub pipeline (image+text sentiment) get none and
-# are described by tags instead.
-PIPELINE_TAGS = {
-    "sentiment": "text-classification",
-    "ner": "token-classification",
-    "translation": "translation",
-    "image_classification": "image-classification",
-}
-TASK_TAGS = {
-    "sentiment": ["sentiment-analysis", "text-classification"],
-    "ner": ["ner", "token-classification"],
-    "translation": ["translation"],
-    "image_classification": ["image-classification"],
-    "mm_sentiment": ["multimodal", "sentiment-analysis", "image-text"],
-}
 RUN_STATS = {"train_runtime_s", "train_samples_per_s", "train_steps", "best_step", "peak_memory_mb", "eval_runtime_s", "wall_time_s", "num_examples"}
-# Task -> the transformers Auto class named in the card's plain-PEFT snippet.
-AUTO_CLASSES = {
-    "sentiment": "AutoModelForSequenceClassification",
-    "ner": "AutoModelForTokenClassification",
-    "translation": "AutoModelForSeq2SeqLM",
-    "image_classification": "AutoModelForImageClassification",
-}
 # Metrics shown in model-index (the headline ones; per-class values stay in the card's table).
 HEADLINE_METRICS = ("accuracy", "macro_f1", "weighted_f1", "f1", "precision", "recall", "bleu", "chrf", "loss")
 
@@ -52,49 +29,24 @@ def hub_dataset_id(source: str | None) -> str | None:
     return source.partition(":")[0]
 
 
-def _snippets(repo_id: str, cfg: Config, base_model: str, adapter: bool, labels: list[str] | None) -> str:
-    auto = AUTO_CLASSES.get(cfg.task, "AutoModel")
-    mmkit = (
-        "```bash\n"
-        f"mmkit predict {repo_id} \"your text here\"\n"
-        f"mmkit eval {repo_id} --data test.jsonl\n"
-        f"mmkit merge {repo_id} --output merged/   # a standalone transformers model\n"
-        "```\n"
+def _use_section(task, repo_id: str, labels: list[str] | None, adapter: bool) -> str:
+    from mmkit.hub.snippets import mmkit_commands, usage_code
+
+    how, code = usage_code(task, repo_id, labels, adapter)
+    return (
+        f"### With the mmkit command line\n\n```bash\n{mmkit_commands(task, repo_id)}\n```\n\n"
+        f"### With {how}\n\n```python\n{code}\n```\n"
     )
-    head_args = f", num_labels={len(labels)}" if labels else ""
-    if adapter:
-        plain = (
-            "```python\n"
-            f"from transformers import AutoTokenizer, {auto}\n"
-            "from peft import PeftModel\n\n"
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")\n"
-            f"base = {auto}.from_pretrained(\"{base_model}\", {head_args})\n"
-            f"model = PeftModel.from_pretrained(base, \"{repo_id}\").eval()\n"
-            "```\n"
-        )
-    else:
-        plain = (
-            "```python\n"
-            f"from transformers import AutoTokenizer, {auto}\n\n"
-            f"tokenizer = AutoTokenizer.from_pretrained(\"{repo_id}\")\n"
-            f"model = {auto}.from_pretrained(\"{repo_id}\").eval()\n"
-            "```\n"
-        )
-    return f"### With mmkit\n\n{mmkit}\n### With plain transformers{' + PEFT' if adapter else ''}\n\n{plain}"
 
 
-def build_model_card(
-    repo_id: str,
-    cfg: Config,
-    base_model: str,
-    labels: list[str] | None,
-    metrics: dict[str, Any] | None,
-    adapter: bool,
-) -> str:
+def build_model_card(repo_id: str, task, labels: list[str] | None, metrics: dict[str, Any] | None, adapter: bool) -> str:
+    """README.md for `repo_id`: Hub metadata, what the model is, how it was trained, its metrics, how to use it."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    pipeline_tag = PIPELINE_TAGS.get(cfg.task)
-    tags = ["mmkit", *TASK_TAGS.get(cfg.task, [cfg.task])]
+    cfg, spec = task.cfg, task.spec
+    base_model = spec.base_id
+    pipeline_tag = task.pipeline_tag
+    tags = ["mmkit", *task.hub_tags]
     if adapter:
         tags += ["lora", f"base_model:adapter:{base_model}"]
     datasets = sorted({d for d in (hub_dataset_id(getattr(cfg.data, s)) for s in ("train", "validation", "test")) if d})
@@ -115,7 +67,7 @@ def build_model_card(
         if isinstance(metrics.get(name), (int, float))
     ]
     data = ModelCardData(
-        base_model=base_model,
+        base_model=base_model or None,
         library_name="peft" if adapter else "transformers",
         pipeline_tag=pipeline_tag,
         tags=tags,
@@ -125,14 +77,15 @@ def build_model_card(
     )
     body = [f"# {repo_id.split('/')[-1]}\n"]
     what = f"a LoRA adapter (r={cfg.lora.r}, alpha={cfg.lora.alpha}) with its task head" if adapter else "a fully fine-tuned model"
-    body.append(f"**{cfg.task}** model fine-tuned with mmkit from `{base_model}`: {what}.\n")
+    origin = f"fine-tuned with mmkit from `{base_model}`" if base_model else f"trained from scratch with mmkit ({spec.description})"
+    body.append(f"**{cfg.task}** model {origin}: {what}.\n")
     if labels:
         body.append("## Labels\n\n" + ", ".join(f"`{i}` {name}" for i, name in enumerate(labels)) + "\n")
     body.append("## Training\n")
     train = cfg.train
     rows = [
         ("task", cfg.task),
-        ("base model", base_model),
+        ("base model", base_model or "none (from scratch)"),
         ("training data", ", ".join(datasets) or "local files (not published)"),
         ("LoRA", f"r={cfg.lora.r}, alpha={cfg.lora.alpha}, dropout={cfg.lora.dropout}, targets={cfg.lora.target_modules}" if adapter else "off (full fine-tuning)"),
         ("epochs / max steps", f"{train.epochs} / {train.max_steps or '-'}"),
@@ -151,7 +104,7 @@ def build_model_card(
     stats = {k: v for k, v in numbers.items() if k in RUN_STATS}
     if stats:
         body.append("Run: " + ", ".join(f"{k} {v:g}" for k, v in stats.items()) + "\n")
-    body.append("## Use\n\n" + _snippets(repo_id, cfg, base_model, adapter, labels))
+    body.append("## Use\n\n" + _use_section(task, repo_id, labels, adapter))
     card = ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(body))
     return str(card)
 

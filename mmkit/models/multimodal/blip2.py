@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from mmkit.backbones import family_of
-from mmkit.multimodal.base import FeatureEncoder, check_placeholders, last_token_states, regex_under
+from mmkit.models.families import family_of
+from mmkit.models.multimodal.base import FeatureEncoder, check_placeholders, last_token_states, regex_under
 
 
 class Blip2Encoder(FeatureEncoder):
@@ -27,15 +27,9 @@ class Blip2Encoder(FeatureEncoder):
     def load(cls, model_cfg, source: str) -> "Blip2Encoder":
         from transformers import Blip2ForConditionalGeneration
 
-        from mmkit.modeling import load_pretrained
+        from mmkit.models.loading import load_pretrained
 
         return cls(load_pretrained(Blip2ForConditionalGeneration, source, model_cfg))
-
-    @classmethod
-    def load_processor(cls, model_cfg, source: str):
-        from mmkit.multimodal import load_auto_processor
-
-        return load_auto_processor(source, model_cfg)
 
     @classmethod
     def max_text_tokens(cls, processor, model_cfg) -> int:

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmkit.batching import TrainBatchSampler
+from mmkit.data.batching import TrainBatchSampler
 from mmkit.config import Config
 from mmkit.errors import UserError
-from mmkit.evaluation import eval_loader, run_evaluation
-from mmkit.modeling import load_trainable_state_dict, parameter_counts, trainable_state_dict
-from mmkit.run_dir import TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
+from mmkit.training.evaluation import eval_loader, run_evaluation
+from mmkit.models.lora import load_trainable_state_dict, parameter_counts, trainable_state_dict
+from mmkit.runs.run_dir import TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -34,8 +34,6 @@ def make_accelerator(cfg: Config):
     import torch
     from accelerate import Accelerator
 
-    if cfg.train.mixed_precision not in ("no", "bf16", "fp16"):
-        raise UserError(f"train.mixed_precision must be no, bf16 or fp16, got {cfg.train.mixed_precision!r}")
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     return Accelerator(
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
@@ -235,7 +233,7 @@ class Trainer:
         acc.print("\n".join(lines), flush=True)
 
     def evaluate(self, split: str) -> EvalResult:
-        return run_evaluation(self.task, self.model, self.eval_loaders[split], self.acc, self.labels, desc=f"eval {split}")
+        return run_evaluation(self.task, self.model, self.eval_loaders[split], self.acc, self.labels, self.processor, desc=f"eval {split}")
 
     def _validate(self) -> str:
         """Evaluate on validation, record it, keep the best weights; return a short summary."""

@@ -10,16 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmkit.backbones import model_description, model_id_for_records, resolve_model_path, starting_checkpoint
 from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
-from mmkit.evaluation import rows_in, write_eval_outputs
-from mmkit.modeling import attach_lora, model_family
-from mmkit.plots import plot_loss_curve
-from mmkit.run_dir import LOSS_PLOT_FILE, RunDir, move_into
-from mmkit.tasks import get_task
-from mmkit.trainer import Trainer, make_accelerator, peak_memory_mb
+from mmkit.models.families import model_id_for_records
+from mmkit.runs.run_dir import LOSS_PLOT_FILE, RunDir, move_into
+from mmkit.tasks import build_task
+from mmkit.training.evaluation import rows_in, write_eval_outputs
+from mmkit.training.plots import plot_loss_curve
+from mmkit.training.trainer import Trainer, make_accelerator, peak_memory_mb
 
 
 def default_output_dir(cfg: Config) -> str:
@@ -50,12 +49,12 @@ def finetune(cfg: Config) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     started = time.perf_counter()
-    task = get_task(cfg.task)
     if cfg.train.output_dir is None:
         cfg.train.output_dir = default_output_dir(cfg)
+    task = build_task(cfg)  # the task with its model spec: reads the checkpoint's config, refuses what cannot work
     run = RunDir(cfg.train.output_dir)
     if cfg.train.push_to_hub:  # fail before training, not after it
-        from mmkit.hub import hub_token, validate_repo_id
+        from mmkit.hub.client import hub_token, validate_repo_id
 
         validate_repo_id(cfg.train.push_to_hub)
         hub_token()
@@ -64,20 +63,17 @@ def finetune(cfg: Config) -> dict[str, Any]:
     set_seed(cfg.train.seed)
 
     # 1. Data: read and validate every split, settle the label set.
-    data = task.load_data(cfg, load_splits(cfg))
+    data = task.load_data(load_splits(cfg))
 
     # 2. Model: processor, pretrained backbone + new head, LoRA.
-    source = resolve_model_path(starting_checkpoint(cfg.model))
-    processor = task.load_processor(cfg, source)
+    processor = task.load_processor()
     notes = list(data.notes)
     prepared = {}
     with accelerator.main_process_first():  # the main process tokenizes and caches; the others reuse it
         for name, split in data.splits.items():
-            prepared[name], split_notes = task.prepare(split, processor, cfg, data.labels)
+            prepared[name], split_notes = task.prepare(split, processor, data.labels)
             notes += split_notes
-    model = task.load_model(cfg, source, data.labels, processor)
-    family = model_family(model)
-    model = attach_lora(model, cfg, task.head_modules(model), task.peft_task_type, getattr(task, "new_token_ids", None))
+    model = task.spec.build(data.labels, processor)
 
     # 3. Only now, with everything checked, write into the output directory.
     if accelerator.is_main_process:
@@ -91,7 +87,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
     if cfg.train.resume:
         trainer.resume_from(cfg.train.resume)
-    trainer.banner(f"mmkit | task {task.name} | model {model_description(cfg.model)} ({family.name})", notes)
+    trainer.banner(f"mmkit | task {task.name} | model {task.spec.description}", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
     trainer.train()
@@ -103,7 +99,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo.
     if accelerator.is_main_process:
         staging = run.staging("model")
-        accelerator.unwrap_model(trainer.model).save_pretrained(staging, safe_serialization=True)
+        task.spec.save(accelerator.unwrap_model(trainer.model), staging)
         processor.save_pretrained(staging)
         move_into(staging, run.path)
     accelerator.wait_for_everyone()
@@ -140,7 +136,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         )
     push_error = None
     if cfg.train.push_to_hub and accelerator.is_main_process:  # one upload, from the main process only
-        from mmkit.hub import push_run
+        from mmkit.hub.push import push_run
 
         try:
             push_run(run.path, cfg.train.push_to_hub, echo=accelerator.print)

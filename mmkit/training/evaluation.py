@@ -11,9 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from mmkit.batching import EvalBatchSampler
-from mmkit.plots import plot_confusion_matrix
-from mmkit.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json, atomic_write_text
+from mmkit.data.batching import EvalBatchSampler
+from mmkit.training.plots import plot_confusion_matrix
+from mmkit.runs.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
 
@@ -37,7 +37,7 @@ def eval_loader(dataset, collator, batch_size: int, num_workers: int = 0, pin_me
     )
 
 
-def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | None, desc: str = "eval") -> EvalResult:
+def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | None, processor, desc: str = "eval") -> EvalResult:
     import torch
     from tqdm.auto import tqdm
 
@@ -47,7 +47,7 @@ def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | N
     with torch.inference_mode(), accelerator.autocast():
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
             row_index = batch.pop("row_index", None)
-            outputs = task.eval_step(model, batch)
+            outputs = task.eval_step(model, batch, processor)
             if row_index is not None:
                 outputs["row_index"] = row_index
             for key, value in outputs.items():

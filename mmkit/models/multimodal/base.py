@@ -7,13 +7,13 @@ family = one module in `mmkit/multimodal/` registered in `FAMILIES` (mmkit/multi
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 from torch import nn
 
 from mmkit.errors import UserError
+from mmkit.models.families import regex_under  # noqa: F401 - the families build their LoRA regexes with it
 
 
 class FeatureEncoder(nn.Module):
@@ -37,9 +37,23 @@ class FeatureEncoder(nn.Module):
         raise NotImplementedError
 
     @classmethod
-    def load_processor(cls, model_cfg, source: str):
-        """The processor that turns raw images and texts into this family's inputs; it has `save_pretrained`."""
-        raise NotImplementedError
+    def load_processor(cls, model_cfg, source: str, run=None):
+        """The processor that turns raw images and texts into this family's inputs (it has `save_pretrained`):
+        the checkpoint's at `source`, or the one a finished run saved in the folder `run`."""
+        from mmkit.models.multimodal import load_auto_processor
+
+        return load_auto_processor(str(run or source), model_cfg)
+
+    @classmethod
+    def check_towers(cls, towers: list[str] | None) -> list[str]:
+        """The parts LoRA adapts (lora.towers, or the family's default); an unknown part is a UserError."""
+        chosen = list(towers) if towers else list(cls.default_towers)
+        unknown = [t for t in chosen if t not in cls.towers]
+        if unknown:
+            raise UserError(
+                f"lora.towers {unknown} are not parts of a {cls.family} model; choose from: {', '.join(cls.towers)}"
+            )
+        return chosen
 
     @classmethod
     def text_tokenizer(cls, processor):
@@ -75,21 +89,6 @@ class FeatureEncoder(nn.Module):
     def forward(self, **batch: Any) -> torch.Tensor:
         """Pooled features, shape (batch, feature_dim)."""
         raise NotImplementedError
-
-
-def regex_under(prefix: str, names: tuple[str, ...] | list[str]) -> str:
-    """A regex for modules named `names` anywhere under the module path `prefix` (and nowhere else)."""
-    return re.escape(prefix) + r"\.(?:.*\.)?(?:" + "|".join(re.escape(n) for n in names) + ")"
-
-
-def check_towers(encoder_cls, towers: list[str] | None) -> list[str]:
-    chosen = list(towers) if towers else list(encoder_cls.default_towers)
-    unknown = [t for t in chosen if t not in encoder_cls.towers]
-    if unknown:
-        raise UserError(
-            f"lora.towers {unknown} are not parts of a {encoder_cls.family} model; choose from: {', '.join(encoder_cls.towers)}"
-        )
-    return chosen
 
 
 def last_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

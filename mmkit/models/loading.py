@@ -1,0 +1,93 @@
+"""Loading checkpoints safely: safetensors only, remote code only when the config asks, one-line errors."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from mmkit.config import ModelConfig
+from mmkit.errors import UserError
+
+# PEFT 0.21 still calls this transformers 5 deprecation on every get_peft_model; it is not the user's to fix.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def quiet_transformers() -> None:
+    """No LOAD REPORT tables (the head is new, on purpose) and no per-file progress bars: mmkit's banner says
+    what was loaded."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True) -> dict[str, Any]:
+    """Arguments every `from_pretrained` call gets: remote code only when asked, the configured revision."""
+    kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
+    if with_dtype:
+        import torch
+
+        kwargs["dtype"] = getattr(torch, model_cfg.dtype)
+    if model_cfg.revision:
+        kwargs["revision"] = model_cfg.revision
+    return kwargs
+
+
+def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str = "model", loading_info: bool = False, **kwargs):
+    """`auto_class.from_pretrained` with safetensors only and a one-line error for a bad checkpoint.
+
+    `loading_info=True` returns (model, the set of parameter names that were newly initialised)."""
+    quiet_transformers()
+    try:
+        result = auto_class.from_pretrained(
+            source, use_safetensors=True, output_loading_info=loading_info, **pretrained_kwargs(model_cfg), **kwargs
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(loading_error(source, what, err)) from None
+    if not loading_info:
+        return result
+    model, info = result
+    return model, set(info["missing_keys"]) | {key[0] for key in info["mismatched_keys"]}
+
+
+def load_tokenizer(source: str, model_cfg: ModelConfig, **extra):
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **pretrained_kwargs(model_cfg, with_dtype=False), **extra)
+    except ImportError as err:  # e.g. MarianTokenizer without sentencepiece
+        raise UserError(f"the tokenizer of '{source}' needs a package that is not installed: {' '.join(str(err).split())[:200]}") from None
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(loading_error(source, "tokenizer", err)) from None
+    ensure_pad_token(tokenizer)
+    return tokenizer
+
+
+def load_config_of(source: str, model_cfg: ModelConfig):
+    """The transformers config of a checkpoint (config.json only, no weights)."""
+    from transformers import AutoConfig
+
+    quiet_transformers()
+    try:
+        return AutoConfig.from_pretrained(source, **pretrained_kwargs(model_cfg, with_dtype=False))
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(loading_error(source, "model config", err)) from None
+
+
+def loading_error(source: str, what: str, err: Exception) -> str:
+    text = " ".join(str(err).split())
+    if "safetensors" in text.lower():
+        return (
+            f"{source}: no safetensors weights; mmkit loads only .safetensors (pickled .bin files can run code). "
+            "Convert the checkpoint or pick one that ships safetensors"
+        )
+    if "trust_remote_code" in text:
+        return f"{source}: this checkpoint needs its own code; set model.trust_remote_code=true if you trust it"
+    return f"could not load the {what} from '{source}': {text[:300]}"
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Decoder-only tokenizers (GPT-2, Llama) often lack a pad token: reuse EOS, which the mask hides."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

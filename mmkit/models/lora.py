@@ -1,0 +1,78 @@
+"""LoRA through PEFT, and the trainable weights a checkpoint holds."""
+
+from __future__ import annotations
+
+from mmkit.config import LoraConfig
+from mmkit.errors import UserError
+
+
+def attach_lora(
+    model,
+    lora: LoraConfig,
+    targets: str | list[str],
+    fan_in_fan_out: bool,
+    head_modules: list[str],
+    task_type: str | None,
+    new_token_ids: list[int],
+    base_id: str,
+    revision: str | None,
+):
+    """Wrap `model` with a LoRA adapter (or, with lora.enabled=false, make every weight trainable).
+
+    The head is listed in `modules_to_save`: it trains in full and is saved with the adapter, so the adapter
+    alone reloads to identical logits on a fresh base. `new_token_ids` (tokens added to the tokenizer): their
+    embedding rows train and are saved with the adapter (PEFT trainable tokens, tied weights included).
+    """
+    if not lora.enabled:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        return model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    # The adapter records the Hub id of its base (not the local folder it happened to load from).
+    model.config._name_or_path = base_id
+    model.name_or_path = base_id  # what PEFT writes as base_model_name_or_path
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        fan_in_fan_out=fan_in_fan_out,
+        modules_to_save=head_modules or None,
+        task_type=task_type,
+        revision=revision,
+        **({"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}),
+    )
+    return get_peft_model(model, peft_config)
+
+
+def parameter_counts(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = total = 0
+    for param in model.parameters():
+        total += param.numel()
+        if param.requires_grad:
+            trainable += param.numel()
+    return trainable, total
+
+
+def trainable_state_dict(model) -> dict:
+    """The trainable parameters only (LoRA weights + head; everything for full fine-tuning)."""
+    return {name: param.detach() for name, param in model.named_parameters() if param.requires_grad}
+
+
+def load_trainable_state_dict(model, state: dict) -> None:
+    expected = {name for name, param in model.named_parameters() if param.requires_grad}
+    if set(state) != expected:
+        missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise UserError(
+            f"checkpoint does not fit this model (missing {missing[:3]}, unexpected {extra[:3]}); "
+            "resume with the same config that wrote it"
+        )
+    params = dict(model.named_parameters())
+    import torch
+
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)

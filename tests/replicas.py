@@ -1,0 +1,932 @@
+"""Tiny random replicas of the Hub checkpoints mmkit supports, one per model family, for conformance tests.
+
+Each replica copies what loading code sees of the real checkpoint: the `model_type` and saved architecture, the
+tokenizer / processor class named in its files, the special-token convention (which of bos / eos / unk / pad
+exist, their layout), chat templates and multimodal processor settings; only the sizes are tiny (hidden 32,
+2 layers, 128 positions; images 32 px, patch 8) and the weights random. A folder built here loads with
+`AutoConfig / AutoTokenizer / AutoProcessor / AutoModel*.from_pretrained(folder)` fully offline, like the real one.
+
+Everything is deterministic, the same bytes on every run and machine: weights come from `torch.manual_seed(0)`
+then `redraw_weights` (integer random numbers, so no CPU-kernel differences in the last bits);
+vocabularies come from fixed lists (WordPiece, Unigram) or from `learn_bpe` below (a pure-Python BPE over the
+toy corpus, ties broken by the pair's text); Marian's SentencePiece models are trained by `sentencepiece` with the
+BPE algorithm on one thread (integer pair counts only, no floating-point EM; see `_train_spm`).
+
+Every tokenizer covers the toy corpus (`toy_corpus()`): all the words of the test builders get a piece of their
+own, except the two names that builders_ner keeps rare on purpose, which split into sub-word pieces; letters,
+digits and punctuation are single pieces; byte-level and byte-fallback tokenizers never produce unk at all.
+
+Not replicated: the SentencePiece `.model` files next to tokenizer.json (T5, XLM-R, DeBERTa-v3, mBART, Llama,
+Gemma: transformers 5 loads tokenizer.json first, and save_pretrained of a tokenizer built from a vocabulary writes
+only that); opus-mt's spm files are Unigram models, these are BPE ones (MarianTokenizer reads both the same way);
+real vocab sizes, sizes and learned weights. Hub-name rules (transformers' MODEL_IDS_TO_TOKENIZERS_BACKEND, e.g.
+"salesforce/blip2-opt-*" -> TokenizersBackend) match the Hub id, so they never fire for a local folder.
+
+Usage: `build_replica("llama", tmp_path / "llama")` returns the folder. `REPLICAS` is the table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import builders
+import builders_multimodal
+import builders_ner
+import builders_translation
+
+# --- the toy corpus every tokenizer covers ------------------------------------------------------------------
+
+PROMPT_WORDS = ["translate", "english", "german", "chinese", "to", "user", "assistant", "label", "text", "image"]
+PUNCTUATION = list(".,!?'\"-:;()")
+LOWER = list("abcdefghijklmnopqrstuvwxyz")
+UPPER = [c.upper() for c in LOWER]
+DIGITS = list("0123456789")
+RARE_WORDS = builders_ner.PEOPLE[4:]  # builders_ner keeps these out of whole-word vocabularies: they split
+CHINESE_TARGET_WORDS = ["猫", "狗", "看见", "大", "小", "红", "吃", "鱼", "鸟", "和", "房子", "跑", "绿", "树", "老"]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    words: tuple[str, ...]  # every toy word: none may tokenize to unk
+    whole: tuple[str, ...]  # the words that get a piece of their own (all but RARE_WORDS)
+    chars: tuple[str, ...]  # single characters that are pieces: letters (both cases), digits, punctuation, CJK
+
+    def sentences(self) -> list[str]:
+        """Training text for SentencePiece: each whole word, a line of all of them, a line of every character."""
+        return [*self.whole, " ".join(self.whole), " ".join(self.chars)]
+
+
+@lru_cache(maxsize=None)
+def toy_corpus() -> Corpus:
+    """Every word the test builders put in toy data (sentiment, NER incl. Chinese, translation, multimodal)."""
+    ner_words = [
+        *builders_ner.PEOPLE, *builders_ner.PLACES, *(w for pair in builders_ner.TWO_WORD_PLACES for w in pair),
+        *builders_ner.FILLER, *builders_ner.NER_WORDS, "visited", "met", "in",
+    ]
+    translation = [w for pair in builders_translation.DICTIONARY.items() for w in pair]
+    multimodal = [*builders_multimodal.VOCAB_WORDS, *builders_multimodal.WORDS, *builders_multimodal.COLOURS]
+    words = [*builders.TOY_WORDS, *ner_words, *translation, *multimodal, *PROMPT_WORDS, *builders_ner.CHINESE]
+    words = [w for w in dict.fromkeys(words) if w not in PUNCTUATION]
+    chars = list(dict.fromkeys([*LOWER, *UPPER, *DIGITS, *PUNCTUATION, *(c for w in words for c in w)]))
+    return Corpus(tuple(words), tuple(w for w in words if w not in RARE_WORDS), tuple(chars))
+
+
+# --- deterministic vocabulary construction --------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _learn_bpe_cached(words: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(learn_bpe(list(words)))
+
+
+def learn_bpe(words: list[tuple[str, ...]]) -> list[tuple[str, str]]:
+    """Greedy BPE over symbol sequences (each counted once) until every word is one symbol.
+
+    The most frequent adjacent pair is merged first, ties broken by the pair's text: plain Python on a fixed
+    input, so the merges are the same everywhere. Applying them (by rank) to a training word gives that word back
+    as a single token.
+    """
+    seqs = [list(w) for w in dict.fromkeys(words)]
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: Counter = Counter()
+        for s in seqs:
+            counts.update(zip(s, s[1:]))
+        if not counts:
+            return merges
+        a, b = min(counts, key=lambda p: (-counts[p], p))
+        merges.append((a, b))
+        for s in seqs:
+            i, out = 0, []
+            while i < len(s):
+                if i + 1 < len(s) and s[i] == a and s[i + 1] == b:
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(s[i])
+                    i += 1
+            s[:] = out
+
+
+def _bpe_vocab(base: list[str], merges: list[tuple[str, str]], head: list[str] = (), tail: list[str] = ()) -> dict:
+    tokens = dict.fromkeys([*head, *base, *(a + b for a, b in merges), *tail])
+    return {t: i for i, t in enumerate(tokens)}
+
+
+@lru_cache(maxsize=None)
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table (the byte-level BPE alphabet, in GPT-2's order)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def _bytes(text: str) -> tuple[str, ...]:
+    table = _byte_to_unicode()
+    return tuple(table[b] for b in text.encode("utf-8"))
+
+
+def byte_level_bpe(head: list[str] = (), tail: list[str] = ()) -> tuple[dict, list[tuple[str, str]]]:
+    """GPT-2 style vocab + merges: the 256 byte symbols, then every toy word with and without a leading space."""
+    corpus = toy_corpus()
+    words = [_bytes(w) for w in corpus.whole] + [_bytes(" " + w) for w in corpus.whole]
+    merges = list(_learn_bpe_cached(tuple(words)))
+    return _bpe_vocab(list(_byte_to_unicode().values()), merges, head, tail), merges
+
+
+def clip_bpe(tail: list[str]) -> tuple[dict, list[tuple[str, str]]]:
+    """CLIP style: bytes, bytes + '</w>', then merges of lower-cased words ending in '</w>' (no leading space)."""
+    corpus = toy_corpus()
+    alphabet = list(_byte_to_unicode().values())
+    words = [(*s[:-1], s[-1] + "</w>") for s in (_bytes(w.lower()) for w in corpus.whole)]
+    merges = list(_learn_bpe_cached(tuple(words)))
+    return _bpe_vocab(alphabet + [c + "</w>" for c in alphabet], merges, tail=tail), merges
+
+
+def sentencepiece_bpe(head: list[str], tail: list[str] = (), bare_words: bool = False) -> tuple[dict, list]:
+    """Llama / Gemma style (SentencePiece BPE with byte fallback): specials, <0x00>..<0xFF>, merged pieces, then
+    the single characters. Words start with '▁'; Gemma (no prefix space) also needs them bare."""
+    corpus = toy_corpus()
+    words = [tuple("▁" + w) for w in corpus.whole] + ([tuple(w) for w in corpus.whole] if bare_words else [])
+    merges = list(_learn_bpe_cached(tuple(words)))
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    chars = list(dict.fromkeys(["▁", *corpus.chars]))
+    vocab = dict.fromkeys([*head, *byte_tokens, *(a + b for a, b in merges), *chars, *tail])
+    return {t: i for i, t in enumerate(vocab)}, merges
+
+
+def unigram_pieces() -> list[tuple[str, float]]:
+    """SentencePiece Unigram pieces: '▁word' for every whole word (score -2), '▁' (-3), single characters (-8)."""
+    corpus = toy_corpus()
+    return [*(("▁" + w, -2.0) for w in corpus.whole), ("▁", -3.0), *((c, -8.0) for c in corpus.chars)]
+
+
+def wordpiece_vocab(head: list[str], tail: list[str] = (), lowercase: bool = True) -> dict[str, int]:
+    corpus = toy_corpus()
+    chars = [c for c in corpus.chars if not (lowercase and c.isupper())]
+    words = [w.lower() if lowercase else w for w in corpus.whole]
+    tokens = dict.fromkeys([*head, *words, *chars, *("##" + c for c in chars if c.isascii()), *tail])
+    return {t: i for i, t in enumerate(tokens)}
+
+
+BERT_HEAD = ["[PAD]", *(f"[unused{i}]" for i in range(99)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]  # ids as bert-base
+
+
+def _train_spm(lines: list[str]) -> bytes:
+    """A SentencePiece model trained in memory, deterministically.
+
+    Determinism: the BPE trainer on one thread only counts pairs (integers) and breaks ties in a fixed order, so
+    a fixed input gives the same bytes; `_spm_pair` trains twice and compares. The Unigram trainer (what opus-mt
+    used) runs floating-point EM whose last bits can depend on the machine's libm, so it is not used.
+    """
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_writer=buffer, model_type="bpe", vocab_size=2000, hard_vocab_limit=False,
+        character_coverage=1.0, num_threads=1, minloglevel=2, shuffle_input_sentence=False,
+    )
+    return buffer.getvalue()
+
+
+def _spm_pair(lines: list[str]) -> bytes:
+    first, second = _train_spm(lines), _train_spm(lines)
+    if first != second:
+        raise RuntimeError("SentencePiece training is not deterministic here: two runs gave different models")
+    return first
+
+
+# --- small helpers ----------------------------------------------------------------------------------------
+
+HUGE = 1000000000000000019884624838656  # the "no limit" model_max_length several Hub tokenizers ship
+IMAGE_SIZE = builders_multimodal.IMAGE_SIZE
+PATCH = 8
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def redraw_weights(model, seed: int = 0) -> None:
+    """Re-draw every random parameter so that the bytes do not depend on the CPU.
+
+    torch's seeded normal_() differs in the last bits between CPU kernels (measured here: ATEN_CPU_CAPABILITY
+    default vs avx2 give different model.safetensors, |diff| ~ 1e-8). So each parameter that the model's own
+    init left non-constant gets new values with the same spread (its std rounded to 2 significant digits):
+    Irwin-Hall samples (sum of 12 uniform 20-bit integers cut from the raw stream of numpy's PCG64 bit
+    generator, which numpy keeps fixed across versions; centred, scaled by a power of two, then one multiply):
+    integer arithmetic and exactly rounded float operations only. Constant parameters
+    (norm weights, zero biases, zero-initialised tokens) and all-zero rows (padding_idx embeddings) are kept.
+    """
+    import numpy as np
+    import torch
+
+    bits = np.random.PCG64(seed)
+    mask, shifts = np.uint64((1 << 20) - 1), [np.uint64(k) for k in (0, 20, 40)]
+    for _, param in model.named_parameters():
+        data = param.data
+        if data.numel() < 2 or not data.is_floating_point() or bool((data == data.flatten()[0]).all()):
+            continue
+        std = float(f"{float(data.float().std()):.2g}")
+        raw = bits.random_raw(4 * data.numel()).reshape(4, -1)  # 4 x 64 bits -> 12 chunks of 20 bits
+        draws = sum(((raw >> k) & mask).astype(np.int64) for k in shifts).sum(axis=0) - 6 * (1 << 20)
+        values = torch.from_numpy(((draws.astype(np.float64) / (1 << 20)) * std).astype(np.float32))
+        values = values.view(data.shape).to(data.dtype)
+        if data.dim() == 2:
+            values[(data == 0).all(dim=1)] = 0  # keep padding rows zero
+        data.copy_(values)
+
+
+def _save(
+    folder: Path, model_cls, config, *savables, after_init: Callable | None = None, tokenizer_config=None,
+    architecture: str | None = None,
+) -> Path:
+    """Seed, build the model, save it and the tokenizer / processor. `tokenizer_config` adds keys the real
+    tokenizer_config.json carries but transformers 5 no longer writes (add_bos_token, legacy, ...);
+    `architecture` overrides the class config.json names (a checkpoint whose weights hold more than it)."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = model_cls(config)
+    with torch.no_grad():
+        if after_init is not None:
+            after_init(model)
+        redraw_weights(model)
+    model.save_pretrained(folder)
+    for item in savables:
+        item.save_pretrained(folder)
+    if tokenizer_config:
+        _patch_json(folder / "tokenizer_config.json", **tokenizer_config)
+    if architecture:
+        _patch_json(folder / "config.json", architectures=[architecture])
+    return folder
+
+
+def _patch_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data.update(changes)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _llama_keys(add_bos: bool = True, legacy: bool = False) -> dict:
+    return {"add_bos_token": add_bos, "add_eos_token": False, "legacy": legacy}
+
+
+def _tiny(**kwargs) -> dict:
+    """The common tiny sizes (BERT-style names)."""
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    sizes.update(kwargs)
+    return sizes
+
+
+# --- encoders ---------------------------------------------------------------------------------------------
+
+
+def _bert_tokenizer(cls_name: str = "BertTokenizer"):
+    import transformers
+
+    tokenizer = getattr(transformers, cls_name)(vocab=wordpiece_vocab(BERT_HEAD), do_lower_case=True)
+    tokenizer.model_max_length = 128
+    return tokenizer
+
+
+def build_bert(folder: Path) -> Path:
+    from transformers import BertConfig, BertForPreTraining
+
+    tokenizer = _bert_tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=128, pad_token_id=0, **_tiny())
+    # bert-base-uncased: config.json names BertForMaskedLM, the weights are the pre-training ones (pooler and
+    # next-sentence head too), so a classifier loads a pre-trained pooler and MaskedLM reports unused weights
+    return _save(folder, BertForPreTraining, config, tokenizer, architecture="BertForMaskedLM")
+
+
+def build_electra(folder: Path) -> Path:
+    from transformers import ElectraConfig, ElectraForPreTraining
+
+    tokenizer = _bert_tokenizer("ElectraTokenizer")  # in transformers 5 ElectraTokenizer *is* BertTokenizer
+    config = ElectraConfig(
+        vocab_size=len(tokenizer), embedding_size=16, max_position_embeddings=128, pad_token_id=0, **_tiny()
+    )  # embedding_size < hidden_size, as electra-small (128 vs 256): the embeddings_project layer exists
+    return _save(folder, ElectraForPreTraining, config, tokenizer)
+
+
+def build_distilbert(folder: Path) -> Path:
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    tokenizer = _bert_tokenizer("DistilBertTokenizer")  # no token_type_ids in its model inputs
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=128,
+        pad_token_id=0,
+    )
+    return _save(folder, DistilBertForMaskedLM, config, tokenizer)
+
+
+def build_mpnet(folder: Path) -> Path:
+    from transformers import MPNetConfig, MPNetForMaskedLM, MPNetTokenizer
+
+    # mpnet-base: <s> <pad> </s> <unk>, then bert-base-uncased's vocab (unk_token is its [UNK]), <mask> last
+    vocab = wordpiece_vocab(["<s>", "<pad>", "</s>", "<unk>", *BERT_HEAD], tail=["<mask>"])
+    tokenizer = MPNetTokenizer(vocab=vocab, do_lower_case=True)
+    tokenizer.model_max_length = 128
+    config = MPNetConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=130, relative_attention_num_buckets=32, pad_token_id=1,
+        bos_token_id=0, eos_token_id=2, **_tiny(),
+    )  # mpnet-base: 514 positions for 512 tokens (padding_idx 1 offsets them, like RoBERTa)
+    return _save(folder, MPNetForMaskedLM, config, tokenizer)
+
+
+ROBERTA_HEAD = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def build_roberta(folder: Path) -> Path:
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizer
+
+    vocab, merges = byte_level_bpe(head=ROBERTA_HEAD, tail=["<mask>"])
+    tokenizer = RobertaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 128
+    config = RobertaConfig(
+        vocab_size=len(vocab), max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        type_vocab_size=1, **_tiny(),
+    )  # roberta-base: 514 positions = 512 + padding_idx + 1
+    return _save(folder, RobertaForMaskedLM, config, tokenizer)
+
+
+def build_xlm_roberta(folder: Path) -> Path:
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaTokenizer
+
+    vocab = [(t, 0.0) for t in ROBERTA_HEAD] + unigram_pieces() + [("<mask>", 0.0)]
+    tokenizer = XLMRobertaTokenizer(vocab=vocab)
+    tokenizer.model_max_length = 128
+    config = XLMRobertaConfig(
+        vocab_size=len(vocab), max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        type_vocab_size=1, **_tiny(),
+    )
+    return _save(folder, XLMRobertaForMaskedLM, config, tokenizer)
+
+
+def build_deberta(folder: Path) -> Path:
+    from transformers import DebertaConfig, DebertaModel, DebertaTokenizer
+
+    # deberta-base: GPT-2 byte-level BPE with [PAD] [CLS] [SEP] [UNK] first and [MASK] last
+    vocab, merges = byte_level_bpe(head=["[PAD]", "[CLS]", "[SEP]", "[UNK]"], tail=["[MASK]"])
+    tokenizer = DebertaTokenizer(vocab=vocab, merges=merges)
+    tokenizer.model_max_length = 128
+    config = DebertaConfig(
+        vocab_size=len(vocab), max_position_embeddings=128, relative_attention=True, max_relative_positions=-1,
+        position_biased_input=False, pos_att_type=["c2p", "p2c"], type_vocab_size=0, pad_token_id=0, **_tiny(),
+    )
+    return _save(folder, DebertaModel, config, tokenizer)
+
+
+def build_deberta_v2(folder: Path) -> Path:
+    from transformers import DebertaV2Config, DebertaV2Model, DebertaV2Tokenizer
+
+    # deberta-v3: SentencePiece Unigram, [PAD] [CLS] [SEP] [UNK] first, [MASK] last; the model's vocab is larger
+    vocab = [(t, 0.0) for t in ["[PAD]", "[CLS]", "[SEP]", "[UNK]"]] + unigram_pieces() + [("[MASK]", 0.0)]
+    tokenizer = DebertaV2Tokenizer(vocab=vocab, do_lower_case=False, split_by_punct=False)
+    tokenizer.model_max_length = 128
+    config = DebertaV2Config(
+        vocab_size=_round_up(len(vocab) + 1, 100), max_position_embeddings=128, relative_attention=True,
+        max_relative_positions=-1, position_buckets=32, norm_rel_ebd="layer_norm", share_att_key=True,
+        pos_att_type=["p2c", "c2p"], position_biased_input=False, type_vocab_size=0, pad_token_id=0, **_tiny(),
+    )  # v3-small: vocab_size 128100 for 128001 tokens
+    return _save(folder, DebertaV2Model, config, tokenizer)
+
+
+# --- decoders ---------------------------------------------------------------------------------------------
+
+
+def build_gpt2(folder: Path) -> Path:
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
+
+    vocab, merges = byte_level_bpe(tail=["<|endoftext|>"])  # gpt2: 50256 = <|endoftext|>, the last id
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges)  # bos = eos = unk = <|endoftext|>, no pad
+    tokenizer.model_max_length = 128
+    eot = vocab["<|endoftext|>"]
+    config = GPT2Config(
+        vocab_size=len(vocab), n_embd=32, n_layer=2, n_head=2, n_positions=128, bos_token_id=eot, eos_token_id=eot,
+    )
+    return _save(folder, GPT2LMHeadModel, config, tokenizer)
+
+
+LLAMA_HEAD = ["<unk>", "<s>", "</s>"]
+
+
+def _llama_tokenizer(extra_tail: list[str] = (), **kwargs):
+    from transformers import LlamaTokenizer
+
+    vocab, merges = sentencepiece_bpe(LLAMA_HEAD, tail=list(extra_tail))
+    options = dict(add_bos_token=True, add_eos_token=False, legacy=False, model_max_length=HUGE)
+    options.update(kwargs)
+    return LlamaTokenizer(vocab=vocab, merges=merges, **options)
+
+
+def _rope_lm(cls_name: str, tokenizer, vocab_size: int | None = None, **kwargs):
+    import transformers
+
+    options = dict(
+        vocab_size=vocab_size or len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    options.update(kwargs)
+    return getattr(transformers, cls_name)(**options)
+
+
+def build_llama(folder: Path) -> Path:
+    from transformers import LlamaForCausalLM
+
+    tokenizer = _llama_tokenizer(padding_side="right")  # Llama-2: <unk>=0 <s>=1 </s>=2, bos added, no pad
+    config = _rope_lm("LlamaConfig", tokenizer, head_dim=16)
+    return _save(folder, LlamaForCausalLM, config, tokenizer, tokenizer_config=_llama_keys())
+
+
+def build_mistral(folder: Path) -> Path:
+    from transformers import MistralForCausalLM
+
+    tokenizer = _llama_tokenizer(legacy=True)  # Mistral-7B-v0.1 names LlamaTokenizer, legacy=true, no pad
+    config = _rope_lm(
+        "MistralConfig", tokenizer, num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4096,
+    )  # 32 heads / 8 KV heads (grouped-query attention) in the real one
+    return _save(folder, MistralForCausalLM, config, tokenizer, tokenizer_config=_llama_keys(legacy=True))
+
+
+PHI3_TOKENS = [
+    "<|endoftext|>", "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>", "<|placeholder3|>",
+    "<|placeholder4|>", "<|system|>", "<|end|>", "<|placeholder5|>", "<|placeholder6|>", "<|user|>",
+]
+PHI3_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] + "
+    "'<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+    "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+
+
+def build_phi3(folder: Path) -> Path:
+    from tokenizers import AddedToken
+    from transformers import Phi3ForCausalLM
+
+    # Phi-3-mini-4k-instruct: the Llama vocab + 11 added tokens from 32000; eos = pad = <|endoftext|>
+    tokenizer = _llama_tokenizer(
+        add_bos_token=False, eos_token="<|endoftext|>", pad_token="<|endoftext|>", model_max_length=4096,
+        padding_side="left", chat_template=PHI3_CHAT_TEMPLATE,
+    )
+    tokenizer.add_tokens(
+        [AddedToken(t, special=t == "<|endoftext|>", normalized=False, rstrip=True) for t in PHI3_TOKENS]
+    )
+    config = _rope_lm(
+        "Phi3Config", tokenizer, vocab_size=_round_up(len(tokenizer), 64), original_max_position_embeddings=128,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )  # vocab_size 32064 for 32011 tokens; 4k context = original context, plain RoPE (no longrope factors)
+    return _save(folder, Phi3ForCausalLM, config, tokenizer, tokenizer_config=_llama_keys(add_bos=False))
+
+
+GEMMA_HEAD = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
+
+
+def build_gemma(folder: Path) -> Path:
+    from transformers import GemmaForCausalLM, GemmaTokenizer
+
+    vocab, merges = sentencepiece_bpe(GEMMA_HEAD + ["<start_of_turn>", "<end_of_turn>"], bare_words=True)
+    tokenizer = GemmaTokenizer(
+        vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, model_max_length=HUGE,
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )  # gemma-2b: <pad>=0 <eos>=1 <bos>=2 <unk>=3, has a pad token, bos added
+    config = _rope_lm(
+        "GemmaConfig", tokenizer, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+        hidden_act="gelu_pytorch_tanh",
+    )  # gemma-2b: 8 heads of 256 (= hidden 2048), one KV head (multi-query)
+    keys = {"add_bos_token": True, "add_eos_token": False}
+    return _save(folder, GemmaForCausalLM, config, tokenizer, tokenizer_config=keys)
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN3_TEMPLATE = (  # the real one also renders tools and strips earlier turns' reasoning; this keeps ChatML + think
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% if enable_thinking is defined and "
+    "enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{% endif %}{% endif %}"
+)
+
+
+def _qwen_tokenizer(specials: list[str], eos: str, template: str, max_length: int):
+    from tokenizers import AddedToken
+    from transformers import Qwen2Tokenizer
+
+    vocab, merges = byte_level_bpe()
+    tokenizer = Qwen2Tokenizer(
+        vocab=vocab, merges=merges, unk_token=None, bos_token=None, eos_token=eos, pad_token="<|endoftext|>",
+        errors="replace", split_special_tokens=False, model_max_length=max_length, chat_template=template,
+    )
+    tokenizer.add_tokens([AddedToken(t, special=t.startswith("<|"), normalized=False) for t in specials])
+    return tokenizer
+
+
+def build_qwen2(folder: Path) -> Path:
+    from transformers import Qwen2ForCausalLM
+
+    # Qwen2-0.5B: byte-level BPE, no bos, no unk, eos = pad = <|endoftext|>, then <|im_start|> <|im_end|>
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokenizer = _qwen_tokenizer(specials, "<|endoftext|>", CHATML_TEMPLATE, 32768)
+    config = _rope_lm(
+        "Qwen2Config", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=4,
+        num_key_value_heads=2, tie_word_embeddings=True, use_sliding_window=False, bos_token_id=tokenizer.eos_token_id,
+    )  # vocab_size 151936 for 151646 tokens; q/k/v have biases; 14 heads / 2 KV heads; config bos = eos id
+    return _save(folder, Qwen2ForCausalLM, config, tokenizer)
+
+
+def build_qwen3(folder: Path) -> Path:
+    from transformers import Qwen3ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<think>", "</think>"]
+    tokenizer = _qwen_tokenizer(specials, "<|im_end|>", QWEN3_TEMPLATE, 131072)  # Qwen3-0.6B: eos <|im_end|>
+    config = _rope_lm(
+        "Qwen3Config", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+    )  # head_dim * heads (64) != hidden (32), as in Qwen3-0.6B (128 * 16 vs 1024); q_norm / k_norm
+    return _save(folder, Qwen3ForCausalLM, config, tokenizer)
+
+
+# --- sequence to sequence -----------------------------------------------------------------------------------
+
+
+def _t5_tokenizer():
+    from transformers import T5Tokenizer
+
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + unigram_pieces()
+    tokenizer = T5Tokenizer(vocab=vocab, extra_ids=100)  # <extra_id_0..99> after the pieces, as in t5-small
+    tokenizer.model_max_length = 512  # T5 has relative positions: no position table to overflow
+    return tokenizer
+
+
+def _t5_config(tokenizer, flan: bool):
+    from transformers import T5Config
+
+    return T5Config(
+        vocab_size=_round_up(len(tokenizer), 128), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2,
+        num_heads=2, relative_attention_num_buckets=32, relative_attention_max_distance=128,
+        feed_forward_proj="gated-gelu" if flan else "relu", tie_word_embeddings=not flan,
+        pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+    )  # vocab_size 32128 for 32100 tokens; flan-t5: gated-gelu, untied lm_head
+
+
+def build_t5(folder: Path) -> Path:
+    from transformers import T5ForConditionalGeneration
+
+    tokenizer = _t5_tokenizer()
+    return _save(folder, T5ForConditionalGeneration, _t5_config(tokenizer, flan=False), tokenizer)
+
+
+def build_flan_t5(folder: Path) -> Path:
+    from transformers import T5ForConditionalGeneration
+
+    tokenizer = _t5_tokenizer()
+    return _save(folder, T5ForConditionalGeneration, _t5_config(tokenizer, flan=True), tokenizer)
+
+
+def _bart_sizes(**kwargs) -> dict:
+    sizes = dict(
+        d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64,
+    )
+    sizes.update(kwargs)
+    return sizes
+
+
+def build_bart(folder: Path) -> Path:
+    from transformers import BartConfig, BartModel, BartTokenizer
+
+    vocab, merges = byte_level_bpe(head=ROBERTA_HEAD, tail=["<mask>"])
+    tokenizer = BartTokenizer(vocab=vocab, merges=merges)  # = RobertaTokenizer in transformers 5
+    tokenizer.model_max_length = 128
+    config = BartConfig(
+        vocab_size=len(vocab), max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, forced_bos_token_id=0, forced_eos_token_id=2, **_bart_sizes(),
+    )
+    return _save(folder, BartModel, config, tokenizer)  # bart-base ships the bare BartModel
+
+
+MBART_LANGS = ["en_XX", "de_DE", "zh_CN", "fr_XX"]  # all 52 mBART-50 codes are in the vocab; these are checked
+
+
+def build_mbart(folder: Path) -> Path:
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
+    from transformers.models.mbart50.tokenization_mbart50 import FAIRSEQ_LANGUAGE_CODES
+
+    vocab = (
+        [(t, 0.0) for t in ROBERTA_HEAD] + unigram_pieces() + [(c, 0.0) for c in FAIRSEQ_LANGUAGE_CODES]
+        + [("<mask>", 0.0)]
+    )  # fairseq order: <s> <pad> </s> <unk>, pieces, the 52 language codes, <mask> (as mbart-large-50)
+    tokenizer = MBart50Tokenizer(vocab=vocab, src_lang="en_XX", tgt_lang="de_DE")
+    tokenizer.model_max_length = 128
+    config = MBartConfig(
+        vocab_size=len(vocab), max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, forced_eos_token_id=2, scale_embedding=True, **_bart_sizes(),
+    )
+    return _save(folder, MBartForConditionalGeneration, config, tokenizer)
+
+
+MARIAN_ZH_CODES = [
+    ">>cmn<<", ">>cmn_Hans<<", ">>cmn_Hant<<", ">>yue<<", ">>yue_Hans<<", ">>yue_Hant<<", ">>wuu<<", ">>lzh<<",
+]
+
+
+def _build_marian(folder: Path, target_words: list[str], target_lang: str, codes: list[str]) -> Path:
+    """opus-mt: source.spm + target.spm (SentencePiece), one vocab.json shared by both sides: </s>=0, <unk>=1,
+    the pieces, <pad> last (= decoder_start_token_id). Multi-target models put >>id<< codes in the vocab."""
+    import sentencepiece as spm
+    from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = toy_corpus()
+    english = list(builders_translation.DICTIONARY) + PROMPT_WORDS
+    source = _spm_pair([*corpus.sentences(), *english, " ".join(english)])
+    target = _spm_pair([*corpus.sentences(), *target_words, " ".join(target_words)])
+    (folder / "source.spm").write_bytes(source)
+    (folder / "target.spm").write_bytes(target)
+    pieces = []
+    for model in (source, target):
+        sp = spm.SentencePieceProcessor(model_proto=model)
+        pieces += [
+            sp.id_to_piece(i) for i in range(sp.get_piece_size()) if not sp.is_control(i) and not sp.is_unknown(i)
+        ]
+    tokens = list(dict.fromkeys(["</s>", "<unk>", *codes, *pieces, "<pad>"]))
+    vocab_json = json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False, indent=2)
+    (folder / "vocab.json").write_text(vocab_json, encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        source_spm=str(folder / "source.spm"), target_spm=str(folder / "target.spm"), vocab=str(folder / "vocab.json"),
+        source_lang="en", target_lang=target_lang, model_max_length=128,
+    )
+    pad = tokenizer.pad_token_id
+    config = MarianConfig(
+        vocab_size=len(tokens), max_position_embeddings=128, pad_token_id=pad, eos_token_id=0,
+        decoder_start_token_id=pad, forced_eos_token_id=0, bad_words_ids=[[pad]], scale_embedding=True,
+        static_position_embeddings=True, share_encoder_decoder_embeddings=True, activation_function="swish",
+        **_bart_sizes(),
+    )
+    return _save(folder, MarianMTModel, config, tokenizer)
+
+
+def build_marian(folder: Path) -> Path:
+    return _build_marian(folder, list(builders_translation.DICTIONARY.values()), "de", codes=[])
+
+
+def build_marian_zh(folder: Path) -> Path:
+    return _build_marian(folder, [*builders_ner.CHINESE, *CHINESE_TARGET_WORDS], "zh", codes=MARIAN_ZH_CODES)
+
+
+# --- vision and vision-language ---------------------------------------------------------------------------
+
+
+def _vision(cls_name: str, **extra):
+    import transformers
+
+    return getattr(transformers, cls_name)(**_tiny(image_size=IMAGE_SIZE, patch_size=PATCH), **extra)
+
+
+def _clip_image_processor():
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+
+
+def build_vit(folder: Path) -> Path:
+    from transformers import ViTForImageClassification, ViTImageProcessor
+
+    # vit-base-patch16-224 ships its ImageNet-1k head: a new task head needs ignore_mismatched_sizes=True
+    labels = {i: f"imagenet_{i}" for i in range(1000)}
+    config = _vision("ViTConfig", id2label=labels, label2id={v: k for k, v in labels.items()})
+    processor = ViTImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    return _save(folder, ViTForImageClassification, config, processor)
+
+
+def build_clip(folder: Path) -> Path:
+    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    vocab, merges = clip_bpe(tail=["<|startoftext|>", "<|endoftext|>"])  # the two specials are the last ids
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # pad = unk = eos = <|endoftext|>
+    text = dict(
+        vocab_size=len(vocab), max_position_embeddings=77, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        **_tiny(),
+    )  # the real config's ids (0 / 1 / 2) are not the tokenizer's: eos 2 selects CLIP's argmax(input_ids) pooling
+    config = CLIPConfig(text_config=text, vision_config=_vision("CLIPVisionConfig").to_dict(), projection_dim=32)
+    processor = CLIPProcessor(image_processor=_clip_image_processor(), tokenizer=tokenizer)
+    return _save(folder, CLIPModel, config, processor)
+
+
+def _blip2(folder: Path, tokenizer, text_config: dict, model_vocab: int, tokenizer_config=None) -> Path:
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, BlipImageProcessor
+
+    queries = 4  # 32 in the real ones
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}), tokenizer=tokenizer,
+        num_query_tokens=queries,
+    )  # registers <image> in the tokenizer (do not pass extra_special_tokens: see STACK_NOTES)
+    image_token = processor.tokenizer.convert_tokens_to_ids("<image>")
+    text_config["vocab_size"] = max(model_vocab, _round_up(len(processor.tokenizer), 64))
+    config = Blip2Config(
+        vision_config=_vision("Blip2VisionConfig", initializer_range=0.02).to_dict(),  # default 1e-10 is degenerate
+        qformer_config=dict(_tiny(num_hidden_layers=1), encoder_hidden_size=32, vocab_size=len(processor.tokenizer)),
+        text_config=text_config, num_query_tokens=queries, image_token_index=image_token,
+    )
+
+    def init_queries(model):
+        model.query_tokens.normal_(0, 0.02)  # zero-initialised by default: all queries would be identical
+
+    return _save(
+        folder, Blip2ForConditionalGeneration, config, processor, after_init=init_queries,
+        tokenizer_config=tokenizer_config,
+    )
+
+
+def build_blip2_opt(folder: Path) -> Path:
+    from transformers import GPT2Tokenizer
+
+    # opt-2.7b: GPT-2 BPE, <s>=0 <pad>=1 </s>=2 <unk>=3; bos = eos = unk = </s>, pad <pad>, bos added
+    vocab, merges = byte_level_bpe(head=ROBERTA_HEAD)
+    tokenizer = GPT2Tokenizer(
+        vocab=vocab, merges=merges, bos_token="</s>", eos_token="</s>", unk_token="</s>", pad_token="<pad>",
+        add_bos_token=True, model_max_length=128,
+    )
+    tokenizer_config = {"add_bos_token": True, "add_prefix_space": False, "errors": "replace"}
+    text = dict(
+        model_type="opt", hidden_size=32, ffn_dim=64, num_hidden_layers=2, num_attention_heads=2,
+        word_embed_proj_dim=32, max_position_embeddings=128, pad_token_id=1, bos_token_id=2, eos_token_id=2,
+    )
+    return _blip2(folder, tokenizer, text, _round_up(len(vocab), 64), tokenizer_config)  # 50272 rows, 50266 tokens
+
+
+def build_blip2_t5(folder: Path) -> Path:
+    tokenizer = _t5_tokenizer()
+    text = _t5_config(tokenizer, flan=True).to_dict()
+    return _blip2(folder, tokenizer, text, text["vocab_size"])
+
+
+LLAVA_CHAT_TEMPLATE = (  # llava-hf/llava-1.5-7b-hf's chat_template
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}"
+    "{% endfor %}{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{% generation %}{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def build_llava(folder: Path) -> Path:
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    # llava-1.5-7b-hf: the Llama-2 tokenizer + <image> (32000) and <pad> (32001); model vocab 32064
+    tokenizer = _llama_tokenizer(
+        extra_tail=["<image>", "<pad>"], pad_token="<pad>", padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    text = _rope_lm("LlamaConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), head_dim=16).to_dict()
+    config = LlavaConfig(
+        vision_config=_vision("CLIPVisionConfig").to_dict(), text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_seq_length=(IMAGE_SIZE // PATCH) ** 2,
+        vision_feature_select_strategy="default", vision_feature_layer=-2, projector_hidden_act="gelu",
+    )
+    processor = LlavaProcessor(
+        image_processor=_clip_image_processor(), tokenizer=tokenizer, patch_size=PATCH,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    return _save(folder, LlavaForConditionalGeneration, config, processor, tokenizer_config=_llama_keys())
+
+
+# --- the table --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replica:
+    family: str  # "bert", "roberta", ..., "marian", "vit", "clip", "blip2-opt", "blip2-t5", "llava"
+    real_checkpoint: str  # the Hub id whose classes it copies (documentation only)
+    tokenizer_class: str  # the class the saved tokenizer_config.json names, or the processor class
+    build: Callable[[Path], Path]  # saves a checkpoint folder and returns it
+    architecture: str  # the model class saved (config.architectures[0])
+    auto_model: str  # the Auto class that loads that architecture
+    kind: str = "text"  # text | seq2seq | vision | vision-text
+    loaded_class: str | None = None  # the tokenizer class AutoTokenizer (also inside AutoProcessor) returns in
+    # transformers 5.24 where it differs from the one the files name
+    text_tokenizer_class: str | None = None  # processors: the class their tokenizer_config.json names
+    notes: str = ""
+
+    @property
+    def expected_loaded_class(self) -> str:
+        """The tokenizer class the Auto loaders give (for processors: the class of `processor.tokenizer`)."""
+        return self.loaded_class or self.text_tokenizer_class or self.tokenizer_class
+
+
+_TABLE = [
+    Replica("bert", "bert-base-uncased", "BertTokenizer", build_bert, "BertForMaskedLM", "AutoModelForMaskedLM"),
+    Replica("roberta", "roberta-base", "RobertaTokenizer", build_roberta, "RobertaForMaskedLM", "AutoModelForMaskedLM"),
+    Replica(
+        "xlm-roberta", "xlm-roberta-base", "XLMRobertaTokenizer", build_xlm_roberta, "XLMRobertaForMaskedLM",
+        "AutoModelForMaskedLM",
+    ),
+    Replica(
+        "electra", "google/electra-small-discriminator", "BertTokenizer", build_electra, "ElectraForPreTraining",
+        "AutoModelForPreTraining", notes="transformers 5 aliases ElectraTokenizer to BertTokenizer",
+    ),
+    Replica(
+        "distilbert", "distilbert-base-uncased", "DistilBertTokenizer", build_distilbert, "DistilBertForMaskedLM",
+        "AutoModelForMaskedLM",
+    ),
+    Replica("deberta", "microsoft/deberta-base", "DebertaTokenizer", build_deberta, "DebertaModel", "AutoModel"),
+    Replica(
+        "deberta-v2", "microsoft/deberta-v3-small", "DebertaV2Tokenizer", build_deberta_v2, "DebertaV2Model",
+        "AutoModel",
+    ),
+    Replica("mpnet", "microsoft/mpnet-base", "MPNetTokenizer", build_mpnet, "MPNetForMaskedLM", "AutoModelForMaskedLM"),
+    Replica("gpt2", "gpt2", "GPT2Tokenizer", build_gpt2, "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    Replica(
+        "llama", "meta-llama/Llama-2-7b-hf", "LlamaTokenizer", build_llama, "LlamaForCausalLM", "AutoModelForCausalLM",
+    ),
+    Replica("qwen2", "Qwen/Qwen2-0.5B", "Qwen2Tokenizer", build_qwen2, "Qwen2ForCausalLM", "AutoModelForCausalLM"),
+    Replica("qwen3", "Qwen/Qwen3-0.6B", "Qwen2Tokenizer", build_qwen3, "Qwen3ForCausalLM", "AutoModelForCausalLM"),
+    Replica(
+        "mistral", "mistralai/Mistral-7B-v0.1", "LlamaTokenizer", build_mistral, "MistralForCausalLM",
+        "AutoModelForCausalLM", loaded_class="TokenizersBackend",
+        notes="model_type mistral maps to TokenizersBackend (MistralCommonBackend with mistral-common installed)",
+    ),
+    Replica("gemma", "google/gemma-2b", "GemmaTokenizer", build_gemma, "GemmaForCausalLM", "AutoModelForCausalLM"),
+    Replica(
+        "phi3", "microsoft/Phi-3-mini-4k-instruct", "LlamaTokenizer", build_phi3, "Phi3ForCausalLM",
+        "AutoModelForCausalLM", loaded_class="TokenizersBackend",
+        notes="phi3 is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: AutoTokenizer ignores the named LlamaTokenizer",
+    ),
+    Replica(
+        "t5", "t5-small", "T5Tokenizer", build_t5, "T5ForConditionalGeneration", "AutoModelForSeq2SeqLM", "seq2seq",
+    ),
+    Replica(
+        "flan-t5", "google/flan-t5-small", "T5Tokenizer", build_flan_t5, "T5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM", "seq2seq",
+    ),
+    Replica(
+        "bart", "facebook/bart-base", "RobertaTokenizer", build_bart, "BartModel", "AutoModelForSeq2SeqLM", "seq2seq",
+        notes="transformers 5 aliases BartTokenizer to RobertaTokenizer",
+    ),
+    Replica(
+        "mbart", "facebook/mbart-large-50-many-to-many-mmt", "MBart50Tokenizer", build_mbart,
+        "MBartForConditionalGeneration", "AutoModelForSeq2SeqLM", "seq2seq",
+    ),
+    Replica(
+        "marian", "Helsinki-NLP/opus-mt-en-de", "MarianTokenizer", build_marian, "MarianMTModel",
+        "AutoModelForSeq2SeqLM", "seq2seq",
+    ),
+    Replica(
+        "marian-zh", "Helsinki-NLP/opus-mt-en-zh", "MarianTokenizer", build_marian_zh, "MarianMTModel",
+        "AutoModelForSeq2SeqLM", "seq2seq", notes="multi-target: sources start with >>cmn_Hans<< etc.",
+    ),
+    Replica(
+        "vit", "google/vit-base-patch16-224", "ViTImageProcessor", build_vit, "ViTForImageClassification",
+        "AutoModelForImageClassification", "vision",
+    ),
+    Replica(
+        "clip", "openai/clip-vit-base-patch32", "CLIPProcessor", build_clip, "CLIPModel", "AutoModel", "vision-text",
+        text_tokenizer_class="CLIPTokenizer",
+    ),
+    Replica(
+        "blip2-opt", "Salesforce/blip2-opt-2.7b", "Blip2Processor", build_blip2_opt, "Blip2ForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="GPT2Tokenizer",
+    ),
+    Replica(
+        "blip2-t5", "Salesforce/blip2-flan-t5-xl", "Blip2Processor", build_blip2_t5, "Blip2ForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="T5Tokenizer",
+    ),
+    Replica(
+        "llava", "llava-hf/llava-1.5-7b-hf", "LlavaProcessor", build_llava, "LlavaForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="LlamaTokenizer",
+        loaded_class="TokenizersBackend",
+        notes="llava is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
+    ),
+]
+REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}
+
+
+def build_replica(name: str, folder: Path) -> Path:
+    """Build the tiny replica of family `name` into `folder` (created if needed); returns the folder."""
+    if name not in REPLICAS:
+        raise KeyError(f"no replica {name!r}; known: {', '.join(REPLICAS)}")
+    return REPLICAS[name].build(Path(folder))
