@@ -153,6 +153,58 @@ def build_tiny_blip2(folder: Path) -> Path:
     return folder
 
 
+def t5_tokenizer():
+    """A T5 tokenizer (Unigram, Metaspace) over a fixed toy vocabulary: deterministic, no training, no
+    sentencepiece file. Like Flan-T5's: no bos token, `</s>` ends every text, `<pad>` is id 0."""
+    from transformers import T5Tokenizer
+
+    specials = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    pieces = [("\u2581" + word, -1.0) for word in dict.fromkeys(VOCAB_WORDS)]
+    tokenizer = T5Tokenizer(vocab=specials + pieces, extra_ids=0)
+    tokenizer.model_max_length = 64
+    return tokenizer
+
+
+def build_tiny_blip2_t5(folder: Path) -> Path:
+    """BLIP-2 with an encoder-decoder language model (T5), shaped like Salesforce/blip2-flan-t5-xl."""
+    import torch
+    from transformers import (
+        Blip2Config, Blip2ForConditionalGeneration, Blip2Processor, Blip2QFormerConfig, Blip2VisionConfig,
+        BlipImageProcessor, T5Config,
+    )
+
+    tokenizer = t5_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    queries = 4
+    text = T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=2,
+        feed_forward_proj="gated-gelu", tie_word_embeddings=False,  # as Flan-T5 (T5 v1.1)
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,  # T5 has no bos: its decoder starts from <pad>
+    )
+    vision = _vision_config(Blip2VisionConfig, initializer_range=0.02)  # the default 1e-10 is degenerate
+    qformer = Blip2QFormerConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, encoder_hidden_size=32,
+        vocab_size=len(tokenizer),
+    )
+    config = Blip2Config(
+        vision_config=vision.to_dict(), qformer_config=qformer.to_dict(), text_config=text.to_dict(),
+        num_query_tokens=queries, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    assert not config.use_decoder_only_language_model
+    torch.manual_seed(0)
+    model = Blip2ForConditionalGeneration(config)
+    with torch.no_grad():
+        model.query_tokens.normal_(0, 0.02)  # zero-initialised by default: every query would be the same
+    model.save_pretrained(folder)
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
+        tokenizer=tokenizer, num_query_tokens=queries,
+    )
+    processor.save_pretrained(folder)
+    return folder
+
+
 def build_tiny_llava(folder: Path) -> Path:
     import torch
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor

@@ -1,4 +1,5 @@
-"""Image + text sentiment and image classification on tiny CLIP, BLIP-2, LLaVA, two-tower and ViT checkpoints.
+"""Image + text sentiment and image classification on tiny CLIP, BLIP-2 (OPT and T5), LLaVA, two-tower and ViT
+checkpoints.
 
 Each family learns the fusion task (an XOR of image colour and text word: neither modality alone is better
 than chance), falls to chance when its images are blanked, reloads on a fresh base to identical logits, and
@@ -14,7 +15,8 @@ import pytest
 import torch
 import yaml
 from builders_multimodal import (
-    build_tiny_blip2, build_tiny_clip, build_tiny_llava, build_tiny_vit, colour_folder, fusion_splits,
+    build_tiny_blip2, build_tiny_blip2_t5, build_tiny_clip, build_tiny_llava, build_tiny_vit, colour_folder,
+    fusion_splits,
 )
 from conftest import run_cli
 from safetensors.torch import load_file
@@ -28,11 +30,15 @@ from mmkit.modeling import attach_lora, load_trainable_state_dict
 from mmkit.tasks import get_task
 from mmkit.tasks.image_rows import ImageBatchCollator
 
-BUILDERS = {"clip": build_tiny_clip, "blip2": build_tiny_blip2, "llava": build_tiny_llava}
+# blip2: OPT (decoder-only) language model; blip2_t5: T5 (encoder-decoder), as Salesforce/blip2-flan-t5-xl.
+BUILDERS = {
+    "clip": build_tiny_clip, "blip2": build_tiny_blip2, "blip2_t5": build_tiny_blip2_t5, "llava": build_tiny_llava,
+}
 # Per family: the settings that learn the fusion task in well under a minute on a CPU.
 LEARN = {
     "clip": {"train.epochs": 8, "train.learning_rate": 3e-3},
     "blip2": {"train.epochs": 15, "train.learning_rate": 1e-2},
+    "blip2_t5": {"train.epochs": 15, "train.learning_rate": 1e-2},
     "llava": {"train.epochs": 15, "train.learning_rate": 3e-3, "model.train_projector": True},  # projector saved too
     "two_tower": {"train.epochs": 8, "train.learning_rate": 3e-3},
 }
@@ -84,7 +90,7 @@ def model_overrides(family, tmp_path_factory, tiny_bert, tiny_vit, tiny_clip) ->
     return {"model.name_or_path": str(BUILDERS[family](tmp_path_factory.mktemp(f"tiny-{family}")))}
 
 
-@pytest.fixture(scope="module", params=["clip", "blip2", "llava", "two_tower"])
+@pytest.fixture(scope="module", params=["clip", "blip2", "blip2_t5", "llava", "two_tower"])
 def mm_run(request, tmp_path_factory, fusion_data, tiny_bert, tiny_vit, tiny_clip):
     family = request.param
     out = tmp_path_factory.mktemp(f"{family}-run") / "run"
@@ -154,6 +160,7 @@ def test_lora_hits_only_the_chosen_towers(mm_run):
     expected_prefix = {
         "clip": ("encoder.model.text_model", "encoder.model.vision_model"),
         "blip2": ("encoder.model.qformer", "encoder.model.language_model"),
+        "blip2_t5": ("encoder.model.qformer", "encoder.model.language_model.encoder"),  # T5's decoder is not run
         "llava": ("encoder.model.language_model",),
         "two_tower": ("encoder.text", "encoder.vision"),
     }[family]
@@ -293,6 +300,31 @@ def test_image_placeholder_mismatch_is_a_clear_error(tmp_path_factory):
     check_placeholders(ids[:1], image_token_id=9, per_image=3, family="blip2")
     with pytest.raises(UserError, match="2 image placeholder tokens where the image gives 3"):
         check_placeholders(ids, image_token_id=9, per_image=3, family="blip2")
+
+
+@pytest.mark.parametrize("family", ["blip2", "blip2_t5"])
+def test_blip2_rows_without_their_image_tokens_are_refused(family, tmp_path):
+    """OPT and T5 language models alike: a row whose image tokens are missing is an error (in preprocess and in
+    forward), never a model that runs and silently ignores the image."""
+    from PIL import Image
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    from mmkit.config import ModelConfig
+    from mmkit.multimodal.blip2 import Blip2Encoder
+
+    folder = BUILDERS[family](tmp_path / family)
+    processor = AutoProcessor.from_pretrained(folder)
+    encoder = Blip2Encoder(Blip2ForConditionalGeneration.from_pretrained(folder)).eval()
+    images, texts = [Image.new("RGB", (32, 32), "red")] * 2, ["good film", "the bad song was so"]
+    batch = Blip2Encoder.preprocess(processor, images, texts, ModelConfig())
+    with torch.inference_mode():
+        assert encoder(**batch).shape == (2, encoder.feature_dim)
+    processor.num_query_tokens = None  # the processor no longer expands the image token
+    with pytest.raises(UserError, match="no num_query_tokens"):
+        Blip2Encoder.preprocess(processor, images, texts, ModelConfig())
+    bare = dict(processor(images=images, text=texts, return_tensors="pt", padding=True))
+    with pytest.raises(UserError, match="0 image placeholder tokens where the image gives 4"), torch.inference_mode():
+        encoder(**bare)
 
 
 def test_zero_shot_clip_scores_rows_against_label_prompts(tiny_clip, fusion_data, tmp_path):
