@@ -18,7 +18,7 @@ IMAGE_SIZE = 32
 VOCAB_WORDS = WORDS + FILLER + NOUNS + ["photo", "feels", "of", "negative", "positive", "user", "assistant", ":"]
 
 
-def draw_square(path: Path, colour: str, rng: random.Random) -> None:
+def square_image(colour: str, rng: random.Random):
     """A noisy square of one colour, brightness varying per image (so the colour, not the pixels, matters)."""
     from PIL import Image
 
@@ -28,8 +28,12 @@ def draw_square(path: Path, colour: str, rng: random.Random) -> None:
     image.putdata(
         [tuple(max(0, min(255, int(c * scale + rng.randint(-25, 25)))) for c in base) for _ in range(IMAGE_SIZE * IMAGE_SIZE)]
     )
+    return image
+
+
+def draw_square(path: Path, colour: str, rng: random.Random) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    square_image(colour, rng).save(path)
 
 
 def fusion_rows(folder: Path, n: int, seed: int, prefix: str) -> list[dict]:
@@ -55,12 +59,12 @@ def fusion_splits(folder: Path, n_train: int = 192, n_eval: int = 64) -> dict[st
     }
 
 
-def colour_folder(folder: Path, per_label: int = 48, seed: int = 0) -> Path:
-    """An image-classification folder root/<colour>/*.png."""
+def colour_folder(folder: Path, per_label: int = 48, seed: int = 0, names: dict[str, str] | None = None) -> Path:
+    """An image-classification folder root/<colour>/*.png (or root/<names[colour]>/*.png)."""
     rng = random.Random(seed)
     for colour in COLOURS:
         for i in range(per_label):
-            draw_square(folder / colour / f"{i}.png", colour, rng)
+            draw_square(folder / (names or {}).get(colour, colour) / f"{i}.png", colour, rng)
     return folder
 
 
@@ -113,6 +117,43 @@ def build_tiny_clip(folder: Path) -> Path:
     torch.manual_seed(0)
     CLIPModel(config).save_pretrained(folder)
     CLIPProcessor(image_processor=_image_processor(), tokenizer=tokenizer).save_pretrained(folder)
+    return folder
+
+
+# Zero-shot: label names the tiny tokenizers know ("red" and "blue" are not in the toy vocabulary).
+ZERO_SHOT_NAMES = {"red": "film", "blue": "song"}
+ZERO_SHOT_TRAIN_TEMPLATES = ("a photo of a {label}.", "the {label}", "{label}", "my {label} photo", "this is a {label}")
+
+
+def build_zero_shot_clip(folder: Path, steps: int = 60) -> Path:
+    """A tiny CLIP taught (briefly, contrastively against label prompts) that red squares are a "film" and blue
+    ones a "song": zero-shot classification then works on colour folders named by ZERO_SHOT_NAMES, with
+    templates it has not seen. A random CLIP's zero-shot predictions are mostly one class: a weak test."""
+    import torch
+    from transformers import CLIPModel, CLIPProcessor
+
+    build_tiny_clip(folder)
+    model, processor = CLIPModel.from_pretrained(folder), CLIPProcessor.from_pretrained(folder)
+    rng = random.Random(5)
+    colours = [colour for colour in COLOURS for _ in range(64)]
+    pixels = processor(images=[square_image(colour, rng) for colour in colours], return_tensors="pt")["pixel_values"]
+    names = [ZERO_SHOT_NAMES[colour] for colour in COLOURS]
+    targets = torch.tensor([names.index(ZERO_SHOT_NAMES[colour]) for colour in colours])
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    model.train()
+    for step in range(steps):
+        template = ZERO_SHOT_TRAIN_TEMPLATES[step % len(ZERO_SHOT_TRAIN_TEMPLATES)]
+        prompts = processor(text=[template.replace("{label}", name) for name in names], return_tensors="pt", padding=True)
+        rows = torch.randperm(len(colours))[:32]
+        text = unit(model.get_text_features(**prompts).pooler_output)
+        image = unit(model.get_image_features(pixel_values=pixels[rows]).pooler_output)
+        loss = torch.nn.functional.cross_entropy(model.logit_scale.exp() * image @ text.T, targets[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval().save_pretrained(folder)
     return folder
 
 
