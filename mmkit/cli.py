@@ -57,22 +57,37 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --data my_test.jsonl\n"
         "  mmkit eval runs/sentiment-all-MiniLM-L6-v2 --split validation --output eval_val/\n"
-        "  mmkit eval --zero-shot openai/clip-vit-base-patch32 --data mvsa/test.jsonl --labels negative,neutral,positive\n\n"
-        "--zero-shot scores each row's image (and text) against one CLIP prompt per label, with no training:\n"
-        "the baseline a fine-tuned image+text run should beat, in the same metrics.json.",
+        "  mmkit eval --zero-shot openai/clip-vit-base-patch32 --data mvsa/test.jsonl --labels negative,neutral,positive\n"
+        "  mmkit eval --zero-shot openai/clip-vit-base-patch32 --data photos/ --image-only     # photos/<label>/*.jpg\n"
+        "  mmkit eval --zero-shot openai/clip-vit-base-patch32 --data photos/ --image-only \\\n"
+        "      --prompt 'a photo of a {label}.' --prompt 'a blurry photo of a {label}.'    # or --prompts FILE\n\n"
+        "--zero-shot scores each row's image (and text) against prompts per label with a CLIP checkpoint, no\n"
+        "training: the baseline a fine-tuned run should beat, in the same metrics.json. Image+text rows are scored\n"
+        "with the image and text averaged; --image-only scores the image alone and also reads image-only data (an\n"
+        "image folder root/<label>/*, or rows with image and label). Several templates form an ensemble (CLIP\n"
+        "paper): each label's template embeddings are normalised, averaged and normalised again. Default\n"
+        "templates: 'a photo that feels {label}' for image+text rows, a set of CLIP's ImageNet templates\n"
+        "('a photo of a {label}.', 'a bad photo of a {label}.', ...) for image-only data.",
     )
     ev.add_argument("run", help="run directory, or Hub repo id (owner/name); with --zero-shot: a CLIP checkpoint")
     ev.add_argument("--data", help="file or Hub dataset id to evaluate on (default: the run's own data.<split>)")
     ev.add_argument("--split", default="test", help="split name: which data.<split> to use, or the Hub split (default: test)")
     ev.add_argument("--output", help="folder for metrics.json and plots (default: RUN/eval)")
     ev.add_argument("--batch-size", type=int, help="rows per batch (default: the run's eval batch size)")
-    ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
-    ev.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+    ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only; with --zero-shot: of the CLIP checkpoint)")
+    ev.add_argument("--base", help="load the base model from here (must be the adapter's base model; not with --zero-shot)")
     zs = ev.add_argument_group("zero-shot (CLIP, no training)")
     zs.add_argument("--zero-shot", action="store_true", help="score rows against label prompts with the CLIP checkpoint RUN")
     zs.add_argument("--labels", help="comma-separated label names, in class-id order (needed when the data holds ids 0..K-1)")
-    zs.add_argument("--prompt", default=None, help='prompt per label, with {label} (default: "a photo that feels {label}")')
-    zs.add_argument("--image-only", action="store_true", help="score the image alone (default: image and text averaged)")
+    zs.add_argument(
+        "--prompt", action="append", metavar="TEMPLATE",
+        help="a prompt template with {label}; give it several times for an ensemble (default: see below)",
+    )
+    zs.add_argument("--prompts", metavar="FILE", help="a file of prompt templates, one per line (# comments), each with {label}")
+    zs.add_argument(
+        "--image-only", action="store_true",
+        help="score the image alone (default: image and text averaged); needed for image folders and image-only rows",
+    )
 
     pr = sub.add_parser(
         "predict",
@@ -103,17 +118,32 @@ def cmd_train(args) -> int:
     return 0
 
 
+ZERO_SHOT_ONLY = (("--labels", "labels"), ("--prompt", "prompt"), ("--prompts", "prompts"), ("--image-only", "image_only"))
+
+
 def cmd_eval(args) -> int:
     from mmkit.runs.inference import evaluate_run, load_trained
 
+    if not args.zero_shot:
+        given = [flag for flag, name in ZERO_SHOT_ONLY if getattr(args, name) not in (None, False)]
+        if given:
+            raise UserError(
+                f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} only to --zero-shot; add --zero-shot "
+                "(with a CLIP checkpoint as RUN) or leave " + ("it" if len(given) == 1 else "them") + " out"
+            )
     if args.zero_shot:
-        from mmkit.zero_shot import DEFAULT_PROMPT, zero_shot_eval
+        from mmkit.zero_shot import read_prompt_file, zero_shot_eval
 
         if not args.data:
             raise UserError("--zero-shot needs the rows to score: pass --data FILE (or a Hub dataset id)")
-        labels = [name.strip() for name in args.labels.split(",")] if args.labels else None
+        if args.base:
+            raise UserError("--base does not apply to --zero-shot: RUN is the CLIP checkpoint itself")
+        labels = [name.strip() for name in args.labels.split(",") if name.strip()] if args.labels else None
+        templates = list(args.prompt or []) + (read_prompt_file(args.prompts) if args.prompts else [])
+        overrides = {"model.revision": args.revision} if args.revision else None
         task, result, extra, path = zero_shot_eval(
-            args.run, args.data, labels, args.prompt or DEFAULT_PROMPT, not args.image_only, args.split, args.output, args.batch_size or 32,
+            args.run, args.data, labels, templates or None, not args.image_only, args.split, args.output,
+            args.batch_size or 32, overrides,
         )
     else:
         trained = load_trained(args.run, args.revision, args.base)

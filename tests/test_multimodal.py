@@ -1,4 +1,5 @@
-"""Image + text sentiment and image classification on tiny CLIP, BLIP-2, LLaVA, two-tower and ViT checkpoints.
+"""Image + text sentiment and image classification on tiny CLIP, BLIP-2 (OPT and T5), LLaVA, two-tower and ViT
+checkpoints.
 
 Each family learns the fusion task (an XOR of image colour and text word: neither modality alone is better
 than chance), falls to chance when its images are blanked, reloads on a fresh base to identical logits, and
@@ -14,7 +15,8 @@ import pytest
 import torch
 import yaml
 from builders_multimodal import (
-    build_tiny_blip2, build_tiny_clip, build_tiny_llava, build_tiny_vit, colour_folder, fusion_splits,
+    ZERO_SHOT_NAMES, build_tiny_blip2, build_tiny_blip2_t5, build_tiny_clip, build_tiny_llava, build_tiny_vit,
+    build_zero_shot_clip, colour_folder, fusion_splits,
 )
 from conftest import run_cli
 from safetensors.torch import load_file
@@ -26,11 +28,15 @@ from mmkit.training.finetune import finetune
 from mmkit.runs.inference import evaluate_run, load_trained, predict
 from mmkit.models.lora import load_trainable_state_dict
 
-BUILDERS = {"clip": build_tiny_clip, "blip2": build_tiny_blip2, "llava": build_tiny_llava}
+# blip2: OPT (decoder-only) language model; blip2_t5: T5 (encoder-decoder), as Salesforce/blip2-flan-t5-xl.
+BUILDERS = {
+    "clip": build_tiny_clip, "blip2": build_tiny_blip2, "blip2_t5": build_tiny_blip2_t5, "llava": build_tiny_llava,
+}
 # Per family: the settings that learn the fusion task in well under a minute on a CPU.
 LEARN = {
     "clip": {"train.epochs": 8, "train.learning_rate": 3e-3},
     "blip2": {"train.epochs": 15, "train.learning_rate": 1e-2},
+    "blip2_t5": {"train.epochs": 15, "train.learning_rate": 1e-2},
     "llava": {"train.epochs": 15, "train.learning_rate": 3e-3, "model.train_projector": True},  # projector saved too
     "two_tower": {"train.epochs": 8, "train.learning_rate": 3e-3},
 }
@@ -82,7 +88,7 @@ def model_overrides(family, tmp_path_factory, tiny_bert, tiny_vit, tiny_clip) ->
     return {"model.name_or_path": str(BUILDERS[family](tmp_path_factory.mktemp(f"tiny-{family}")))}
 
 
-@pytest.fixture(scope="module", params=["clip", "blip2", "llava", "two_tower"])
+@pytest.fixture(scope="module", params=["clip", "blip2", "blip2_t5", "llava", "two_tower"])
 def mm_run(request, tmp_path_factory, fusion_data, tiny_bert, tiny_vit, tiny_clip):
     family = request.param
     out = tmp_path_factory.mktemp(f"{family}-run") / "run"
@@ -149,6 +155,7 @@ def test_lora_hits_only_the_chosen_towers(mm_run):
     expected_prefix = {
         "clip": ("encoder.model.text_model", "encoder.model.vision_model"),
         "blip2": ("encoder.model.qformer", "encoder.model.language_model"),
+        "blip2_t5": ("encoder.model.qformer", "encoder.model.language_model.encoder"),  # T5's decoder is not run
         "llava": ("encoder.model.language_model",),
         "two_tower": ("encoder.text", "encoder.vision"),
     }[family]
@@ -289,6 +296,31 @@ def test_image_placeholder_mismatch_is_a_clear_error(tmp_path_factory):
         check_placeholders(ids, image_token_id=9, per_image=3, family="blip2")
 
 
+@pytest.mark.parametrize("family", ["blip2", "blip2_t5"])
+def test_blip2_rows_without_their_image_tokens_are_refused(family, tmp_path):
+    """OPT and T5 language models alike: a row whose image tokens are missing is an error (in preprocess and in
+    forward), never a model that runs and silently ignores the image."""
+    from PIL import Image
+    from transformers import AutoProcessor, Blip2ForConditionalGeneration
+
+    from mmkit.config import ModelConfig
+    from mmkit.models.multimodal.blip2 import Blip2Encoder
+
+    folder = BUILDERS[family](tmp_path / family)
+    processor = AutoProcessor.from_pretrained(folder)
+    encoder = Blip2Encoder(Blip2ForConditionalGeneration.from_pretrained(folder)).eval()
+    images, texts = [Image.new("RGB", (32, 32), "red")] * 2, ["good film", "the bad song was so"]
+    batch = Blip2Encoder.preprocess(processor, images, texts, ModelConfig())
+    with torch.inference_mode():
+        assert encoder(**batch).shape == (2, encoder.feature_dim)
+    processor.num_query_tokens = None  # the processor no longer expands the image token
+    with pytest.raises(UserError, match="no num_query_tokens"):
+        Blip2Encoder.preprocess(processor, images, texts, ModelConfig())
+    bare = dict(processor(images=images, text=texts, return_tensors="pt", padding=True))
+    with pytest.raises(UserError, match="0 image placeholder tokens where the image gives 4"), torch.inference_mode():
+        encoder(**bare)
+
+
 def test_zero_shot_clip_scores_rows_against_label_prompts(tiny_clip, fusion_data, tmp_path):
     """`mmkit eval --zero-shot`: metrics equal a direct CLIP computation (image and text vs. each prompt)."""
     from sklearn.metrics import accuracy_score, f1_score
@@ -317,6 +349,146 @@ def test_zero_shot_clip_scores_rows_against_label_prompts(tiny_clip, fusion_data
 
     proc = run_cli("eval", "--zero-shot", str(tiny_clip), "--data", str(fusion_data["test"]), "--prompt", "no placeholder")
     assert proc.returncode == 2 and "{label}" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- zero-shot on image-only data, prompt ensembles ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def zero_shot_clip(tmp_path_factory):
+    return build_zero_shot_clip(tmp_path_factory.mktemp("zs-clip"))
+
+
+@pytest.fixture(scope="module")
+def zero_shot_folder(tmp_path_factory):
+    """root/film/*.png (red squares), root/song/*.png (blue): the names the zero-shot CLIP was taught."""
+    return colour_folder(tmp_path_factory.mktemp("zs-folder") / "images", per_label=16, seed=1, names=ZERO_SHOT_NAMES)
+
+
+def _zero_shot(argv: list[str], capsys) -> tuple[int, str]:
+    """`mmkit eval --zero-shot ...` in-process: (exit code, stderr)."""
+    from mmkit.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main(["eval", "--zero-shot", *argv])
+    except SystemExit as exit_info:
+        code = exit_info.code
+    return code, capsys.readouterr().err
+
+
+def _flags(option: str, values: list[str]) -> list[str]:
+    return [arg for value in values for arg in (option, value)]
+
+
+def test_zero_shot_on_an_image_folder_with_a_prompt_ensemble(zero_shot_clip, zero_shot_folder, tmp_path, capsys):
+    """CLIP's classic zero-shot ("a photo of a {label}.") on an image folder: --image-only reads it as an
+    image_classification dataset; a 2-template ensemble's metrics equal a hand computation (each label's
+    template embeddings normalised, averaged, normalised again)."""
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import CLIPModel, CLIPProcessor
+
+    from mmkit.data.images import load_rgb
+    from mmkit.zero_shot import label_embeddings
+
+    templates = ["a photo of a {label}.", "a bad photo of a {label}."]
+    out = tmp_path / "zs"
+    code, err = _zero_shot([str(zero_shot_clip), "--data", str(zero_shot_folder), "--image-only", "--output", str(out), *_flags("--prompt", templates)], capsys)
+    assert code == 0, err[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["zero_shot"] is True and metrics["task"] == "image_classification" and metrics["inputs"] == "image"
+    assert metrics["prompts"] == templates and metrics["num_examples"] == 32 and (out / "confusion_matrix.png").is_file()
+
+    model, processor = CLIPModel.from_pretrained(zero_shot_clip).eval(), CLIPProcessor.from_pretrained(zero_shot_clip)
+    labels = sorted(ZERO_SHOT_NAMES.values())  # the folder names, sorted: ["film", "song"]
+    paths = sorted(zero_shot_folder.glob("*/*.png"))
+    unit = lambda x: x / x.norm(dim=-1, keepdim=True)  # noqa: E731
+    with torch.inference_mode():
+        def embed(template):
+            prompts = processor(text=[template.replace("{label}", name) for name in labels], return_tensors="pt", padding=True)
+            return model.get_text_features(**prompts).pooler_output
+
+        raw = torch.stack([embed(template) for template in templates])  # (templates, labels, dim)
+        label_vectors = unit(unit(raw).mean(0))
+        pixels = processor(images=[load_rgb(str(path)) for path in paths], return_tensors="pt")["pixel_values"]
+        predicted = (unit(model.get_image_features(pixel_values=pixels).pooler_output) @ label_vectors.T).argmax(-1).tolist()
+        ours = label_embeddings(model, processor.tokenizer, labels, templates)
+    gold = [labels.index(path.parent.name) for path in paths]
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(gold, predicted))
+    assert metrics["macro_f1"] == pytest.approx(f1_score(gold, predicted, average="macro"))
+    assert metrics["accuracy"] >= 0.95, metrics  # the prompts do classify: this CLIP knows red films, blue songs
+    assert torch.allclose(ours, label_vectors, atol=1e-5)
+    # Unit vectors are averaged, not raw embeddings (those would weigh each template by its norm).
+    assert not torch.allclose(ours, unit(raw.mean(0)), atol=1e-4)
+
+
+def test_zero_shot_image_rows_prompt_files_and_the_default_ensemble(zero_shot_clip, zero_shot_folder, tmp_path, capsys):
+    from mmkit.zero_shot import IMAGE_PROMPTS
+
+    templates = ["a photo of a {label}.", "a bad photo of a {label}."]
+    data = tmp_path / "data"
+    shutil.copytree(zero_shot_folder, data / "images")
+    paths = sorted((data / "images").glob("*/*.png"))
+    names = [{"image": str(path.relative_to(data)), "label": path.parent.name} for path in paths]
+    rows = _write(data, names)  # {"image", "label"} rows, no text
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text("# CLIP-style templates\n" + templates[0] + "\n\n" + templates[1] + "\n")
+
+    def metrics_of(argv):
+        out = tmp_path / f"out{len(list(tmp_path.glob('out*')))}"
+        code, err = _zero_shot([str(zero_shot_clip), *argv, "--output", str(out)], capsys)
+        assert code == 0, err[-2000:]
+        return json.loads((out / "metrics.json").read_text())
+
+    folder = metrics_of(["--data", str(zero_shot_folder), "--image-only", *_flags("--prompt", templates)])
+    from_rows = metrics_of(["--data", str(rows), "--image-only", "--prompts", str(prompt_file)])
+    assert from_rows["prompts"] == templates and from_rows["num_examples"] == 32
+    assert {k: from_rows[k] for k in ("accuracy", "macro_f1")} == {k: folder[k] for k in ("accuracy", "macro_f1")}
+
+    default = metrics_of(["--data", str(zero_shot_folder), "--image-only"])
+    assert default["prompts"] == list(IMAGE_PROMPTS) and len(IMAGE_PROMPTS) >= 5
+    assert default["accuracy"] >= 0.95, default
+
+    # Class ids need their names: the prompts are built from them.
+    ids = _write(data, [{"image": row["image"], "label": sorted(ZERO_SHOT_NAMES.values()).index(row["label"])} for row in names])
+    code, err = _zero_shot([str(zero_shot_clip), "--data", str(ids), "--image-only"], capsys)
+    assert code == 2 and "--labels" in err and "Traceback" not in err
+    named = metrics_of(["--data", str(ids), "--image-only", "--labels", "film,song", *_flags("--prompt", templates)])
+    assert named["accuracy"] == folder["accuracy"]
+
+    # Image-only data without --image-only: told what to pass, not "no column 'text'".
+    for source in (zero_shot_folder, rows):
+        code, err = _zero_shot([str(zero_shot_clip), "--data", str(source)], capsys)
+        assert code == 2 and "--image-only" in err and len(err.strip().splitlines()) == 1, err
+    prompt_file.write_text("a photo of a {label}.\nno placeholder here\n")
+    code, err = _zero_shot([str(zero_shot_clip), "--data", str(rows), "--image-only", "--prompts", str(prompt_file)], capsys)
+    assert code == 2 and "line 2" in err and "{label}" in err
+
+
+def test_zero_shot_image_only_on_image_text_rows_keeps_the_sentiment_prompt(tiny_clip, fusion_data, tmp_path, capsys):
+    out = tmp_path / "zs"
+    code, err = _zero_shot([str(tiny_clip), "--data", str(fusion_data["test"]), "--image-only", "--output", str(out)], capsys)
+    assert code == 0, err[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["inputs"] == "image" and metrics["prompts"] == ["a photo that feels {label}"]
+    assert metrics["num_examples"] == 64
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--labels", "a,b"], ["--prompt", "a photo of a {label}."], ["--prompts", "prompts.txt"], ["--image-only"],
+     ["--labels", "a,b", "--prompt", "a {label}", "--image-only"]],
+    ids=["labels", "prompt", "prompts", "image-only", "several"],
+)
+def test_zero_shot_options_without_zero_shot_are_refused(flags, tmp_path, capsys):
+    """Never silently ignored: exit code 2 and one line on stderr, before anything is loaded."""
+    from mmkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(tmp_path / "some-run"), *flags])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and flags[0] in lines[0] and "--zero-shot" in lines[0], lines
 
 
 def test_rows_with_embedded_images_as_the_hub_stores_them(tiny_clip, fusion_data, tmp_path):
