@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from mmkit.config import Config, describe_keys, load_config, yaml_load
 from mmkit.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_and_overrides(tmp_path):
@@ -67,3 +72,45 @@ def test_flat_dotted_keys_in_a_file(tmp_path):
     path.write_text("task: sentiment\ndata.test: t.jsonl\ntrain:\n  epochs: 2\ntrain.batch_size: 8\n")
     cfg = load_config(path)
     assert cfg.data.test == "t.jsonl" and cfg.train.epochs == 2 and cfg.train.batch_size == 8
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path):
+    """A shipped config names only keys that exist, with values of the right type and range, and no old key
+    names (those print a note)."""
+    import contextlib
+    import io
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        cfg = load_config(path)
+    assert "is now" not in stderr.getvalue(), stderr.getvalue()
+    header = path.read_text(encoding="utf-8").split("\ntask:")[0]
+    assert f"--config recipes/configs/{path.name}" in header or f"mmkit train recipes/configs/{path.name}" in header, "the header gives the launch command"
+    assert cfg.task in path.name or cfg.task.replace("_", "") in path.name.replace("_", "")
+
+
+def test_old_key_names_are_read_with_a_note(capsys):
+    cfg = load_config(None, ["data.stride=4", "data.tokens_column=words"])
+    assert cfg.ner.stride == 4 and cfg.ner.tokens_column == "words"
+    with pytest.raises(UserError, match="same setting"):
+        load_config(None, ["data.stride=4", "ner.stride=8"])
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("train.learning_rate=-1", "must be > 0"),
+        ("train.batch_size=0", "must be >= 1"),
+        ("train.log_every=0", "must be >= 1"),
+        ("train.max_grad_norm=-3", "must be >= 0"),
+        ("lora.dropout=1.5", "must be >= 0 and < 1"),
+        ("train.mixed_precision=bf61", "did you mean 'bf16'"),
+        ("model.pooling=meen", "must be one of auto, mean, model"),
+        ("data.on_bad_row=ignore", "must be one of error, skip"),
+        ("model.fusion=[text,colour]", "must be one of text, image, product, difference"),
+    ],
+)
+def test_choices_and_ranges_are_checked_at_load(override, fragment):
+    with pytest.raises(UserError, match=re.escape(fragment)):
+        load_config(None, [override])

@@ -189,3 +189,20 @@ def test_sentence_embedding_checkpoints_classify_from_the_mean(tiny_bert, toy_da
     assert (full / "pooled_head.safetensors").is_file()
     result, _, _ = evaluate_run(load_trained(str(full)), None, output=tmp_path / "eval")
     assert result.metrics["accuracy"] == full_metrics["accuracy"]
+
+
+def test_gradient_checkpointing_on_the_default_model(toy_data, tmp_path):
+    """The embedded MiniLM (mean-pooled head) trains with gradient checkpointing, to the same losses as without:
+    recomputing activations changes memory, not the result."""
+    losses = {}
+    for checkpointing in (False, True):
+        out = tmp_path / f"run-{checkpointing}"
+        overrides = {
+            "task": "sentiment", "data.train": str(toy_data["train"]), "data.test": str(toy_data["test"]),
+            "train.output_dir": str(out), "train.max_steps": 3, "train.log_every": 1, "train.batch_size": 8,
+            "lora.dropout": 0.0, "train.gradient_checkpointing": checkpointing,
+        }
+        finetune(load_config(None, overrides))
+        losses[checkpointing] = [r["loss"] for r in _history(out) if r["kind"] == "train"]
+    assert len(losses[True]) == 3
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)

@@ -20,7 +20,7 @@ from mmkit.errors import UserError
 from mmkit.training.finetune import finetune
 from mmkit.runs.inference import load_trained, predict
 from mmkit.tasks import build_task
-from mmkit.tasks.translation import IGNORE, SAMPLES_FILE, TranslationTask, bleu_tokenizer_for, split_template
+from mmkit.tasks.translation import IGNORE, SAMPLES_FILE, bleu_tokenizer_for, split_template
 from mmkit.tokenizer_training import train_tokenizer
 
 CLI_ENV = {"PYTHONPATH": str(REPO)}  # the venv's editable install may point at another checkout
@@ -233,9 +233,9 @@ def test_tokenizer_train_refuses_bad_input(tmp_path):
 # --- data -----------------------------------------------------------------------------------------------------
 def _load(rows, tmp_path, **extra):
     path = write_jsonl(tmp_path / "train.jsonl", rows)
-    cfg = load_config(None, {"task": "translation", **extra})
+    scratch = {"model.init": "scratch", "model.config.family": "marian", "model.tokenizer": "unread", "lora.enabled": False}
     splits = {"train": load_split(str(path), "train")}
-    TranslationTask(cfg, None).load_data(splits)
+    build_task(load_config(None, {"task": "translation", **scratch, **extra})).load_data(splits)
     return splits["train"].dataset
 
 

@@ -47,6 +47,7 @@ def merge_run(run_or_repo: str, output: str | Path, revision: str | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
     try:
         task.spec.save(merged, staging)
         trained.processor.save_pretrained(staging)

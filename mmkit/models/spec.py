@@ -221,14 +221,6 @@ class TransformersSpec(ModelSpec):
         self.head = head
         if head == "generation":
             head = "seq2seq" if getattr(config, "is_encoder_decoder", False) else "causal"
-            causal_by_name = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(config, "architectures", None) or [])
-            if head == "causal" and family.kind != "decoder" and (family.lora_targets or not causal_by_name):
-                # BERT-style encoders have a causal-LM class in transformers, but they read both directions.
-                raise UserError(
-                    f"{cfg.model.name_or_path or source} is a '{model_type}' model, an encoder: it cannot generate "
-                    f"text; {_what_fits('generation')}"
-                )
-        self.kind = {"seq2seq": "seq2seq", "causal": "decoder", "image-classification": "vision"}.get(head, family.kind)
         auto_name, self.peft_task_type = AUTO_CLASSES[head]
         self.auto_class = getattr(transformers, auto_name)
         if type(config) not in self.auto_class._model_mapping:
@@ -236,6 +228,14 @@ class TransformersSpec(ModelSpec):
                 f"{cfg.model.name_or_path or source} is a '{model_type}' model, and transformers has no "
                 f"{HEAD_TEXT[self.head]} head for it ({auto_name}); {_what_fits(self.head)}"
             )
+        causal_by_name = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(config, "architectures", None) or [])
+        if head == "causal" and family.kind != "decoder" and (family.lora_targets or not causal_by_name):
+            # BERT-style encoders have a causal-LM class in transformers, but they read both directions.
+            raise UserError(
+                f"{cfg.model.name_or_path or source} is a '{model_type}' model, an encoder: it cannot generate "
+                f"text; {_what_fits('generation')}"
+            )
+        self.kind = {"seq2seq": "seq2seq", "causal": "decoder", "image-classification": "vision"}.get(head, family.kind)
         self.vision = self.kind == "vision"  # an image processor, no tokenizer
 
     # --- processor ------------------------------------------------------------------------------------------
