@@ -152,8 +152,12 @@ def _check_learned(out, metrics):
     assert not any(s["source"] in train_sources for s in samples)  # held back
 
 
-def _unbatched_eval(out, tmp_path) -> list[dict]:
-    """`mmkit eval RUN --batch-size 1`: every sentence generated alone, with no padding, as `predict` does."""
+def _unbatched_eval(out, tmp_path, metrics) -> list[dict]:
+    """The reloaded run evaluates as training did; `mmkit eval RUN --batch-size 1` generates every sentence
+    alone, with no padding, as `predict` does."""
+    result = run_cli("eval", str(out), "--output", str(tmp_path / "eval"), env=CLI_ENV)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["bleu"] == pytest.approx(metrics["bleu"])
     result = run_cli("eval", str(out), "--batch-size", "1", "--output", str(tmp_path / "eval-bs1"), env=CLI_ENV)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "eval-bs1" / "metrics.json").read_text())["bleu"] >= 85
@@ -168,7 +172,7 @@ def test_tiny_seq2seq_from_scratch_learns_the_dictionary(toy_tokenizer, tmp_path
     # `mmkit predict RUN TEXT` is the evaluation path with a batch of one: it prints exactly what unbatched
     # evaluation wrote. (Batched evaluation pads rows: the same math, other float rounding, so a weakly
     # trained model may break a near-tie differently on a few words; the README says so.)
-    alone = _unbatched_eval(out, tmp_path)
+    alone = _unbatched_eval(out, tmp_path, metrics)
     for sample in alone[:3]:
         result = run_cli("predict", str(out), sample["source"], env=CLI_ENV)
         assert result.returncode == 0, result.stderr
@@ -180,7 +184,7 @@ def test_tiny_decoder_only_from_scratch_learns_the_dictionary(toy_tokenizer, tmp
     out = tmp_path / "run"
     metrics = finetune(load_config(None, scratch_overrides("gpt2", toy_tokenizer, data, out)))
     _check_learned(out, metrics)
-    alone = _unbatched_eval(out, tmp_path)
+    alone = _unbatched_eval(out, tmp_path, metrics)
     trained = load_trained(str(out))
     for sample in alone[:8]:  # predict (one prompt) is unbatched evaluation
         assert predict(trained, {"text": sample["source"]})["translation"] == sample["hypothesis"]

@@ -24,8 +24,9 @@ def attach_lora(
     embedding rows train and are saved with the adapter (PEFT trainable tokens, tied weights included).
     """
     if not lora.enabled:
-        for param in model.parameters():
-            param.requires_grad_(True)
+        # Full fine-tuning trains what the model trains: parameters its architecture keeps frozen (Marian's
+        # sinusoidal position table) stay frozen. Trained, they would be saved, then re-created on loading: the
+        # reloaded model would not be the trained one.
         return model
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
