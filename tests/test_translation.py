@@ -190,7 +190,7 @@ def test_tiny_decoder_only_from_scratch_learns_the_dictionary(toy_tokenizer, tmp
         assert predict(trained, {"text": sample["source"]})["translation"] == sample["hypothesis"]
     batched = [json.loads(line) for line in (out / SAMPLES_FILE).read_text().splitlines()]
     exact = sum(s["hypothesis"] == " ".join(DICTIONARY[w] for w in s["source"].split()) for s in batched)
-    assert exact >= len(batched) // 2, exact  # whole sentences right, not only n-grams (measured: 33 of 40)
+    assert exact >= len(batched) // 2, exact  # whole sentences right, not only n-grams (measured: 37 of 40)
 
 
 # --- tokenizer training ----------------------------------------------------------------------------------------
