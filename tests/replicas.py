@@ -16,9 +16,10 @@ Every tokenizer covers the toy corpus (`toy_corpus()`): all the words of the tes
 own, except the two names that builders_ner keeps rare on purpose, which split into sub-word pieces; letters,
 digits and punctuation are single pieces; byte-level and byte-fallback tokenizers never produce unk at all.
 
-Not replicated: the SentencePiece `.model` files next to tokenizer.json (T5, XLM-R, DeBERTa-v3, mBART, Llama,
+Not replicated: the SentencePiece `.model` files next to tokenizer.json (T5, XLM-R, DeBERTa-v3, mBART, NLLB, Llama,
 Gemma: transformers 5 loads tokenizer.json first, and save_pretrained of a tokenizer built from a vocabulary writes
 only that); opus-mt's spm files are Unigram models, these are BPE ones (MarianTokenizer reads both the same way);
+NLLB's Precompiled nmt_nfkc table comes from the installed sentencepiece (same rule, not the real file's bytes);
 real vocab sizes, sizes and learned weights. Hub-name rules (transformers' MODEL_IDS_TO_TOKENIZERS_BACKEND, e.g.
 "salesforce/blip2-opt-*" -> TokenizersBackend) match the Hub id, so they never fire for a local folder.
 
@@ -646,6 +647,83 @@ def build_mbart(folder: Path) -> Path:
     return _save(folder, MBartForConditionalGeneration, config, tokenizer)
 
 
+NLLB_LANGS = ["eng_Latn", "deu_Latn", "zho_Hans", "fra_Latn"]  # all 202 FLORES-200 codes are in the vocab; checked
+
+
+def _proto_fields(data: bytes):
+    """(field number, bytes or None) for each field of a serialised protobuf message (no protobuf package here)."""
+
+    def varint(i: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = data[i]
+            value, shift, i = value | (byte & 0x7F) << shift, shift + 7, i + 1
+            if byte < 0x80:
+                return value, i
+
+    i = 0
+    while i < len(data):
+        key, i = varint(i)
+        kind = key & 7
+        if kind == 2:
+            size, i = varint(i)
+            yield key >> 3, data[i:i + size]
+            i += size
+        elif kind == 0:
+            i = varint(i)[1]
+        elif kind in (1, 5):
+            i += 8 if kind == 1 else 4
+        else:
+            raise ValueError(f"protobuf wire type {kind} not handled")
+
+
+@lru_cache(maxsize=None)
+def _nmt_nfkc_charsmap() -> bytes:
+    """SentencePiece's compiled `nmt_nfkc` normalisation table (NormalizerSpec.precompiled_charsmap), as the real
+    NLLB tokenizer.json carries in its Precompiled normalizer. The table is built into the sentencepiece library (the
+    training text does not matter), so the bytes depend only on the installed sentencepiece version."""
+    import sentencepiece as spm
+
+    buffer = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["a b c", "abc"]), model_writer=buffer, model_type="bpe", vocab_size=8,
+        hard_vocab_limit=False, num_threads=1, minloglevel=2, normalization_rule_name="nmt_nfkc",
+    )
+    normalizer = next(value for field, value in _proto_fields(buffer.getvalue()) if field == 3)  # normalizer_spec
+    return next(value for field, value in _proto_fields(normalizer) if field == 2)  # precompiled_charsmap
+
+
+def build_nllb(folder: Path) -> Path:
+    from transformers import M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+    # nllb-200-distilled-600M, fairseq order: <s>=0 <pad>=1 </s>=2 <unk>=3, the SentencePiece BPE pieces (merged
+    # pieces, then single characters; no byte fallback), the 202 FLORES-200 codes in FAIRSEQ_LANGUAGE_CODES order
+    # (eng_Latn = 256047 there), <mask> last (256203); one vocabulary for every language, source and target
+    corpus = toy_corpus()
+    merges = list(_learn_bpe_cached(tuple(tuple("▁" + w) for w in corpus.whole)))
+    tokens = dict.fromkeys([*ROBERTA_HEAD, *(a + b for a, b in merges), "▁", *corpus.chars, *FAIRSEQ_LANGUAGE_CODES])
+    tokens["<mask>"] = None
+    # no languages set, as the real one: src_lang falls back to eng_Latn (5.24 saves that), tgt_lang to src_lang;
+    # legacy_behaviour False (the default since transformers 4.28; the real tokenizer_config leaves it unset): source
+    # [src_lang] tokens </s>, target [tgt_lang] tokens </s>; nmt_nfkc (Precompiled), then runs of spaces collapsed
+    tokenizer = NllbTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)}, merges=merges, src_lang=None, tgt_lang=None,
+        legacy_behaviour=False, _spm_precompiled_charsmap=_nmt_nfkc_charsmap(), model_max_length=128,
+    )  # the real model_max_length is 1024 (its position table); 128 here
+
+    config = M2M100Config(
+        vocab_size=len(tokenizer) + 2, max_position_embeddings=128, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+        decoder_start_token_id=2, scale_embedding=True, activation_function="relu", encoder_layerdrop=0,
+        decoder_layerdrop=0, tokenizer_class="NllbTokenizer", **_bart_sizes(),
+    )  # vocab_size 256206 for 256204 tokens; sinusoidal positions (not saved); config.json names NllbTokenizer
+
+    def generation_defaults(model):
+        model.generation_config.max_length = 200  # the real config's max_length (generation_config.json in v5)
+
+    return _save(folder, M2M100ForConditionalGeneration, config, tokenizer, after_init=generation_defaults)
+
+
 MARIAN_ZH_CODES = [
     ">>cmn<<", ">>cmn_Hans<<", ">>cmn_Hant<<", ">>yue<<", ">>yue_Hans<<", ">>yue_Hant<<", ">>wuu<<", ">>lzh<<",
 ]
@@ -890,6 +968,10 @@ _TABLE = [
     Replica(
         "mbart", "facebook/mbart-large-50-many-to-many-mmt", "MBart50Tokenizer", build_mbart,
         "MBartForConditionalGeneration", "AutoModelForSeq2SeqLM", "seq2seq",
+    ),
+    Replica(
+        "nllb", "facebook/nllb-200-distilled-600M", "NllbTokenizer", build_nllb, "M2M100ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM", "seq2seq", notes="model_type m2m_100 but tokenizer_class NllbTokenizer (config too)",
     ),
     Replica(
         "marian", "Helsinki-NLP/opus-mt-en-de", "MarianTokenizer", build_marian, "MarianMTModel",

@@ -89,7 +89,7 @@ def test_push_uploads_exactly_the_allow_list_and_loads_back(trained_run, hub, hu
     run_metrics = json.loads((trained_run / "metrics.json").read_text())
     card_metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert card_metrics["accuracy"] == pytest.approx(run_metrics["accuracy"])
-    assert f'PeftModel.from_pretrained(base, "{repo}")' in card
+    assert f'PeftModel.from_pretrained(model, "{repo}")' in card
 
     # eval / predict straight from the repo id equal the run dir's (the run dir's computed in-process).
     from mmkit.runs.inference import evaluate_run, load_trained, predict
@@ -240,8 +240,11 @@ def _fake_full_run(folder: Path) -> Path:
     cfg = load_config(None, {"model.name_or_path": "acme/bert-tiny", "lora.enabled": False, "data.train": "/home/me/secret/train.jsonl", "data.test": "acme/reviews:test", "train.output_dir": "/home/me/runs/x"})
     folder.mkdir()
     (folder / "config.yaml").write_text(cfg.to_yaml())
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "labels.json", "train_log.jsonl", "notes.txt"):
+    for name in ("model.safetensors", "tokenizer.json", "labels.json", "train_log.jsonl", "notes.txt"):
         (folder / name).write_text("[]" if name == "labels.json" else "{}")
+    from transformers import BertConfig
+
+    BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(folder)
     (folder / "checkpoints" / "step-1").mkdir(parents=True)
     (folder / "checkpoints" / "step-1" / "optimizer.bin").write_bytes(b"\0")
     return folder

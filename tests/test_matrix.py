@@ -79,7 +79,7 @@ MATRIX: dict[str, dict[str, str]] = {
 # What each refusal's one-line error says (a fragment of it).
 REFUSAL_TEXT = {
     NO_HEAD: "transformers has no",
-    ENCODER: "cannot generate",
+    ENCODER: "translation needs an encoder-decoder",
     NOT_VISION: "transformers has no image-classification head",
     NOT_IMAGE_TEXT: "not an image+text model",
     TEXT_ONLY: "transformers has no",

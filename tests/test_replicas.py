@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from replicas import MARIAN_ZH_CODES, MBART_LANGS, REPLICAS, Replica, toy_corpus
+from replicas import MARIAN_ZH_CODES, MBART_LANGS, NLLB_LANGS, REPLICAS, Replica, toy_corpus
 
 import transformers
 
@@ -73,7 +73,7 @@ def _check_coverage(replica: Replica, tokenizer) -> None:
     pieces = list(corpus.words) + list(corpus.chars)
     unk = tokenizer.unk_token_id
     sides = {"source": tokenizer(pieces, add_special_tokens=False).input_ids}
-    if replica.family.startswith("marian"):
+    if replica.family.startswith("marian") or replica.family == "nllb":  # nllb: one vocab, target-side specials
         sides["target"] = tokenizer(text_target=pieces, add_special_tokens=False).input_ids
     for side, ids in sides.items():
         if unk is not None:
@@ -122,6 +122,8 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             sources, targets = ["the big cat sees the dog", "the bird eats"], ["die gross katze", "der vogel"]
             if replica.family == "mbart":
                 tokenizer.src_lang, tokenizer.tgt_lang = "en_XX", "de_DE"
+            if replica.family == "nllb":
+                tokenizer.src_lang, tokenizer.tgt_lang = "eng_Latn", "deu_Latn"
             if replica.family == "marian-zh":
                 sources, targets = [">>cmn_Hans<< " + s for s in sources], ["大猫", "鸟吃"]
             batch = tokenizer(sources, text_target=targets, padding=True, return_tensors="pt")
@@ -130,8 +132,20 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
                 assert batch["labels"][0, 0] == tokenizer.convert_tokens_to_ids("de_DE")
             if replica.family == "marian-zh":
                 assert batch["input_ids"][0, 0] == tokenizer.convert_tokens_to_ids(">>cmn_Hans<<")
+            if replica.family == "nllb":  # legacy_behaviour False: [lang] tokens </s> on both sides
+                source = tokenizer.convert_ids_to_tokens(batch["input_ids"][0])
+                assert source == ["eng_Latn", "▁the", "▁big", "▁cat", "▁sees", "▁the", "▁dog", "</s>"]
+                target = tokenizer.convert_ids_to_tokens(batch["labels"][0])
+                assert target == ["deu_Latn", "▁die", "▁gross", "▁katze", "</s>"]
             out = model(**batch)
             assert torch.isfinite(out.loss)
+            if replica.family == "nllb":  # decoding starts at </s>, the language is forced as the first token
+                german = tokenizer.convert_tokens_to_ids("deu_Latn")
+                generated = model.generate(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], forced_bos_token_id=german,
+                    max_new_tokens=3,
+                )
+                assert generated[:, 0].tolist() == [2, 2] and generated[:, 1].tolist() == [german, german]
         else:
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token  # what mmkit does for decoders without a pad token
@@ -195,6 +209,7 @@ def test_special_token_conventions(built):
         "phi3": ("<s>", "<|endoftext|>", "<|endoftext|>", "<unk>"),
         "t5": (None, "</s>", "<pad>", "<unk>"),
         "marian": (None, "</s>", "<pad>", "<unk>"),
+        "nllb": ("<s>", "</s>", "<pad>", "<unk>"),
     }
     for family, tokens in expect.items():
         tokenizer = transformers.AutoTokenizer.from_pretrained(built(family))
@@ -206,8 +221,31 @@ def test_special_token_conventions(built):
     mbart = transformers.AutoTokenizer.from_pretrained(built("mbart"))
     for code in MBART_LANGS:
         assert mbart.convert_tokens_to_ids(code) != mbart.unk_token_id
+    _check_nllb(built("nllb"))
     marian_zh = transformers.AutoTokenizer.from_pretrained(built("marian-zh"))
     assert set(MARIAN_ZH_CODES) <= set(marian_zh.supported_language_codes)
+
+
+def _check_nllb(folder: Path) -> None:
+    """nllb-200-distilled-600M: fairseq ids, the 202 FLORES-200 codes after the pieces, <mask> last, 2 spare model
+    rows; no language set means eng_Latn on both sides; legacy_behaviour=True gives the old suffix layout."""
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+    nllb = transformers.AutoTokenizer.from_pretrained(folder)
+    assert nllb.convert_tokens_to_ids(["<s>", "<pad>", "</s>", "<unk>"]) == [0, 1, 2, 3]
+    codes = nllb.convert_tokens_to_ids(FAIRSEQ_LANGUAGE_CODES)
+    assert codes == list(range(codes[0], codes[0] + len(codes))) and nllb.unk_token_id not in codes
+    assert set(NLLB_LANGS) <= set(FAIRSEQ_LANGUAGE_CODES)
+    assert nllb.mask_token == "<mask>" and nllb.mask_token_id == codes[-1] + 1 == len(nllb) - 1
+    assert transformers.AutoConfig.from_pretrained(folder).vocab_size == len(nllb) + 2  # 256206 for 256204
+    english = nllb.convert_tokens_to_ids("eng_Latn")
+    both = nllb("the cat", text_target="die katze")
+    assert both.input_ids[0] == both["labels"][0] == english and both.input_ids[-1] == nllb.eos_token_id
+    assert nllb.decode(both["labels"], skip_special_tokens=True) == "die katze"
+    assert nllb.tokenize("ｔｈｅ  cat") == ["▁the", "▁cat"]  # nmt_nfkc, runs of spaces collapsed
+    legacy = transformers.AutoTokenizer.from_pretrained(folder, legacy_behaviour=True, src_lang="deu_Latn")
+    ids = legacy("die katze").input_ids
+    assert ids[-2:] == [legacy.eos_token_id, legacy.convert_tokens_to_ids("deu_Latn")] and ids[0] != english
 
 
 def test_bytes_do_not_depend_on_the_cpu_kernels(built, tmp_path):

@@ -89,9 +89,10 @@ def stage(plan: PushPlan, repo_id: str, staging: Path, token: str | None) -> Non
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run.file(rel), target)
     (staging / "config.yaml").write_text(yaml.safe_dump(cleaned, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    from mmkit.tasks import build_task
+    from mmkit.runs.inference import task_for_run
 
-    card = build_model_card(repo_id, build_task(config_from_dict(raw)), run.read_labels(), read_metrics(run.file("metrics.json")), adapter=run.has_adapter)
+    task = task_for_run(run, config_from_dict(raw))
+    card = build_model_card(repo_id, task, run.read_labels(), read_metrics(run.file("metrics.json")), adapter=run.has_adapter)
     (staging / CARD_FILE).write_text(card, encoding="utf-8")
     for item in sorted(staging.rglob("*")):
         if item.is_file():

@@ -101,6 +101,11 @@ class ModelSpec:
     def weight_files(self) -> tuple[str, ...]:
         return self.adapter_files if self.lora.enabled else self.full_files
 
+    def recorded_config(self, cfg: Config) -> Config:
+        """The config as the run records it: choices this spec resolved (model.pooling: auto) written out, so
+        the run reads back as the same model even where the base's files are not at hand."""
+        return cfg
+
     # --- building and restoring ---------------------------------------------------------------------------
     def load_processor(self, run: Path | None = None, **tokenizer_kwargs):
         """The tokenizer / image processor / multimodal processor: the base's, or the one a run saved.
@@ -261,6 +266,13 @@ class TransformersSpec(ModelSpec):
         return getattr(config, "vocab_size", None) or getattr(getattr(config, "text_config", None), "vocab_size", None)
 
     # --- model ----------------------------------------------------------------------------------------------
+    def recorded_config(self, cfg: Config) -> Config:
+        if self.head != "sequence-classification":
+            return cfg
+        recorded = copy.deepcopy(cfg)
+        recorded.model.pooling = "model"  # the checkpoint's own head, not the mean of the token states
+        return recorded
+
     def _head_kwargs(self, labels, processor) -> dict[str, Any]:
         kwargs = _label_kwargs(labels) if self.head != "generation" else {}
         if self.head in ("sequence-classification", "token-classification"):
@@ -411,6 +423,11 @@ class MeanPooledSpec(ModelSpec):
     @property
     def description(self) -> str:
         return f"{self.base_id} ({self.family.name}, mean-pooled)"
+
+    def recorded_config(self, cfg: Config) -> Config:
+        recorded = copy.deepcopy(cfg)
+        recorded.model.pooling = "mean"
+        return recorded
 
     def load_processor(self, run: Path | None = None, **tokenizer_kwargs):
         return load_tokenizer(str(run or self.model_cfg.tokenizer or self.source), self.model_cfg, **tokenizer_kwargs)

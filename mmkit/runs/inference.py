@@ -61,11 +61,19 @@ def load_trained(run_or_repo: str, revision: str | None = None, base: str | None
         base = base_for(run, cfg, base)
     elif base:
         raise UserError(f"--base is for adapters; {run_or_repo} holds a full model")
-    task = build_task(cfg, base)
+    task = task_for_run(run, cfg, base)
     labels = run.read_labels()
     processor = task.load_processor(run.path)
     model = task.spec.restore(run.path, labels, processor)
     return TrainedModel(run, cfg, task, model, processor, labels)
+
+
+def task_for_run(run: RunDir, cfg: Config, base: str | None = None) -> Task:
+    """The run's task and model. A full fine-tune saved as a standard checkpoint is described by its own
+    config.json (its base need not be reachable); an adapter needs its base."""
+    if not run.has_adapter and run.file("config.json").is_file():
+        base = str(run.path)
+    return build_task(cfg, base)
 
 
 def evaluate_run(

@@ -80,7 +80,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         if cfg.train.overwrite and not cfg.train.resume:
             run.clear()
         run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(cfg)
+        run.write_config(task.spec.recorded_config(cfg))
         run.write_labels(data.labels)
     accelerator.wait_for_everyone()
 
