@@ -250,7 +250,10 @@ def add_tokenizer_commands(sub) -> None:
     train = tok_sub.add_parser("train", help="train and save a tokenizer", description="Train and save a tokenizer.")
     train.add_argument("files", nargs="+", help="training text: .txt (one text per line) or .jsonl (see --columns)")
     train.add_argument("--output", required=True, help="new folder for the tokenizer")
-    train.add_argument("--type", default="bpe", choices=["bpe", "wordpiece", "unigram"], help="bpe: byte-level BPE (default)")
+    train.add_argument(
+        "--type", default="bpe", choices=["bpe", "wordpiece", "unigram"],
+        help="bpe: byte-level BPE (default). Every type makes each CJK character of the corpus one token",
+    )
     train.add_argument("--vocab-size", type=int, default=8000, help="vocabulary size, special tokens included (default 8000)")
     train.add_argument(
         "--special-tokens", default="<pad>,<unk>,<s>,</s>",
@@ -266,7 +269,7 @@ def add_tokenizer_commands(sub) -> None:
 
 
 def cmd_tokenizer(args) -> int:
-    from mmkit.tokenizer_training import describe, train_tokenizer
+    from mmkit.tokenizer_training import cjk_tokens, describe, train_tokenizer
 
     if args.tokenizer_command == "train":
         split = lambda text: [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
@@ -274,7 +277,9 @@ def cmd_tokenizer(args) -> int:
             args.files, args.output, kind=args.type, vocab_size=args.vocab_size, special_tokens=split(args.special_tokens),
             columns=split(args.columns), min_frequency=args.min_frequency, model_max_length=args.model_max_length,
         )
-        print(f"{args.type} tokenizer with {len(tokenizer):,} tokens saved to {args.output}")
+        cjk = cjk_tokens(tokenizer)
+        note = f" ({cjk:,} of them CJK characters, one token each)" if cjk else ""
+        print(f"{args.type} tokenizer with {len(tokenizer):,} tokens{note} saved to {args.output}")
         return 0
     from mmkit.config import ModelConfig
     from mmkit.models.loading import load_tokenizer

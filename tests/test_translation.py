@@ -234,6 +234,83 @@ def test_tokenizer_train_refuses_bad_input(tmp_path):
         train_tokenizer([str(good)], str(tmp_path / "tok"), special_tokens=["<pad>", "<unk>"])
 
 
+# CJK: every Han/kana/hangul character of the corpus is one token of its own, and decoding gives the text back.
+CJK_ROWS = [
+    {"source": "I can drive the tractor.", "target": "我能开拖拉机。"},
+    {"source": "Don't do that again!", "target": "不要再做那样的事情了！"},
+    {"source": "Tom and Mary are dancing.", "target": "汤姆和玛丽在跳舞。"},
+    {"source": "I like Beijing a lot.", "target": "我很喜欢北京。"},
+    {"source": "Is this your book?", "target": "这是你的书吗？"},
+    {"source": "Tokyo, in Japanese", "target": "東京です、すごい。カタカナ"},
+    {"source": "Hello, in Korean", "target": "안녕하세요 여러분"},
+    {"source": "The dog is big.", "target": "狗很大。"},
+    {"source": "Mixed text", "target": "他说 hello 然后走了 , OK"},
+    {"source": "A rare character", "target": "饕餮"},  # once each: below --min-frequency 2
+]
+
+
+def _is_han(char: str) -> bool:
+    return 0x3400 <= ord(char) <= 0x9FFF or 0xF900 <= ord(char) <= 0xFAFF or 0x20000 <= ord(char) <= 0x323AF
+
+
+def _assert_one_token_per_han_character(tok, text: str):
+    """Each Han character of `text` is exactly one token: not cut into byte pieces, not glued to a neighbour."""
+    pieces = [tok.decode([i]) for i in tok(text, add_special_tokens=False)["input_ids"]]
+    with_han = [piece.strip() for piece in pieces if any(_is_han(c) for c in piece)]
+    assert with_han == [c for c in text if _is_han(c)], (text, pieces)
+    assert "\ufffd" not in "".join(pieces), (text, pieces)  # no byte piece of a character
+
+
+@pytest.mark.parametrize("kind", ["bpe", "unigram", "wordpiece"])
+def test_cjk_characters_are_one_token_each_and_decode_exactly(kind, tmp_path):
+    from transformers import AutoTokenizer
+
+    corpus = write_jsonl(tmp_path / "zh.jsonl", CJK_ROWS * 3 + [{"source": "One more", "target": "我喜欢鳄鱼。"}])
+    vocab = 420 if kind == "bpe" else 150  # bpe: 491 untruncated; completion must make room by dropping merges
+    train_tokenizer([str(corpus)], str(tmp_path / kind), kind=kind, vocab_size=vocab)
+    tok = AutoTokenizer.from_pretrained(tmp_path / kind)
+    texts = [text for row in CJK_ROWS for text in row.values()]
+    for text in texts + ["鳄鱼"]:
+        _assert_one_token_per_han_character(tok, text)
+    if kind == "unigram":  # kana and hangul: one piece each too (after the `▁` of the prefix space)
+        assert all(tok.tokenize(char) == ["▁", char] for char in "すごいカタカナ안녕하세요")
+    if kind == "wordpiece":  # WordPiece keeps no spaces; between CJK characters it puts none back
+        for text in ("我能开拖拉机。", "I like 北京 a lot.", "東京です、すごい。"):
+            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+        return
+    for text in texts + ["汤姆 和 玛丽", "Tom and Mary  北京 ", "I like Beijing <pad> 北京"]:
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert tok.decode(tok("我能开")["input_ids"], skip_special_tokens=True) == "我能开"
+    if kind == "bpe":
+        assert len(tok) <= vocab
+        for char in "すごいカタカナ안녕하세요饕餮":  # kana, hangul and a once-seen character: one byte-level token each
+            assert len(tok(char, add_special_tokens=False)["input_ids"]) == 2  # the prefix space, the character
+        unseen = "龘 is unseen;\t😀\n"  # not in the corpus: byte fallback, still exact
+        assert tok.decode(tok(unseen, add_special_tokens=False)["input_ids"]) == unseen
+        again = tmp_path / "bpe-again"  # CJK completion keeps byte-level training deterministic
+        train_tokenizer([str(corpus)], str(again), kind=kind, vocab_size=vocab)
+        assert (again / "tokenizer.json").read_text() == (tmp_path / kind / "tokenizer.json").read_text()
+        with pytest.raises(UserError, match="cannot hold .* CJK characters"):
+            train_tokenizer([str(corpus)], str(tmp_path / "too-small"), kind=kind, vocab_size=300)
+
+
+def test_tatoeba_han_characters_are_one_token_each(shared_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    train = shared_data / "translation" / "tatoeba_en_zh" / "train.jsonl"
+    if not train.is_file():
+        pytest.skip(f"needs {train} (the shared Tatoeba en-zh sample)")
+    rows = [json.loads(line) for line in train.read_text(encoding="utf-8").splitlines()[:1000]]
+    corpus = write_jsonl(tmp_path / "tatoeba.jsonl", rows)
+    train_tokenizer([str(corpus)], str(tmp_path / "tok"), kind="bpe", vocab_size=4000)
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert len(tok) <= 4000
+    for row in rows:
+        _assert_one_token_per_han_character(tok, row["target"])
+        for text in (row["source"], row["target"]):
+            assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+
+
 # --- data -----------------------------------------------------------------------------------------------------
 def _load(rows, tmp_path, **extra):
     path = write_jsonl(tmp_path / "train.jsonl", rows)
