@@ -69,6 +69,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "mbart": {**_DECODER, "ner": NO_HEAD},
     "marian": {**_DECODER, "sentiment": NO_HEAD, "ner": NO_HEAD},
     "marian-zh": {**_DECODER, "sentiment": NO_HEAD, "ner": NO_HEAD},
+    "nllb": {**_DECODER, "sentiment": NO_HEAD, "ner": NO_HEAD},
     "vit": {"sentiment": TEXT_ONLY, "ner": TEXT_ONLY, "translation": TEXT_ONLY, "image_classification": "pass", "mm_sentiment": NOT_IMAGE_TEXT},
     "clip": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": "pass", "mm_sentiment": "pass"},
     "blip2-opt": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
@@ -93,7 +94,8 @@ REAL = {
     "gpt2": "gpt2", "llama": "meta-llama/Llama-2-7b-hf", "qwen2": "Qwen/Qwen2-0.5B", "qwen3": "Qwen/Qwen3-0.6B",
     "mistral": "mistralai/Mistral-7B-v0.1", "gemma": "google/gemma-2b", "phi3": "microsoft/Phi-3-mini-4k-instruct",
     "t5": "t5-small", "bart": "facebook/bart-base", "mbart": "facebook/mbart-large-50-many-to-many-mmt",
-    "marian": "Helsinki-NLP/opus-mt-en-de", "marian-zh": "Helsinki-NLP/opus-mt-en-zh", "vit": "google/vit-base-patch16-224",
+    "marian": "Helsinki-NLP/opus-mt-en-de", "marian-zh": "Helsinki-NLP/opus-mt-en-zh",
+    "nllb": "facebook/nllb-200-distilled-600M", "vit": "google/vit-base-patch16-224",
     "clip": "openai/clip-vit-base-patch32", "blip2-opt": "Salesforce/blip2-opt-2.7b", "blip2-t5": "Salesforce/blip2-flan-t5-xl",
     "llava": "llava-hf/llava-1.5-7b-hf", "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
 }
@@ -102,6 +104,7 @@ TRANSLATION = {
     "t5": {"translation.source_prefix": "translate English to German: "},
     "mbart": {"translation.source_lang": "en_XX", "translation.target_lang": "de_DE"},
     "marian-zh": {"translation.target_lang_token": ">>cmn_Hans<<"},
+    "nllb": {"translation.source_lang": "eng_Latn", "translation.target_lang": "deu_Latn"},
 }
 
 CELLS = [(family, task) for family, row in MATRIX.items() for task in TASKS]
