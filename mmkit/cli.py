@@ -69,13 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         "templates: 'a photo that feels {label}' for image+text rows, a set of CLIP's ImageNet templates\n"
         "('a photo of a {label}.', 'a bad photo of a {label}.', ...) for image-only data.",
     )
-    ev.add_argument("run", help="run directory, or Hub repo id (owner/name); with --zero-shot: a CLIP checkpoint")
+    ev.add_argument("run", help="run directory, or Hub repo (owner/name, or hf://owner/name when a local folder has the owner's name); with --zero-shot: a CLIP checkpoint")
     ev.add_argument("--data", help="file or Hub dataset id to evaluate on (default: the run's own data.<split>)")
     ev.add_argument("--split", default="test", help="split name: which data.<split> to use, or the Hub split (default: test)")
     ev.add_argument("--output", help="folder for metrics.json and plots (default: RUN/eval)")
     ev.add_argument("--batch-size", type=int, help="rows per batch (default: the run's eval batch size)")
     ev.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only; with --zero-shot: of the CLIP checkpoint)")
     ev.add_argument("--base", help="load the base model from here (must be the adapter's base model; not with --zero-shot)")
+    ev.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint (auto_map); never switched on by a run folder's own config")
     zs = ev.add_argument_group("zero-shot (CLIP, no training)")
     zs.add_argument("--zero-shot", action="store_true", help="score rows against label prompts with the CLIP checkpoint RUN")
     zs.add_argument("--labels", help="comma-separated label names, in class-id order (needed when the data holds ids 0..K-1)")
@@ -99,12 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         '  mmkit predict runs/mm_sentiment-clip "what a day" --image beach.jpg\n'
         '  mmkit predict runs/image_classification-vit --image cat.png',
     )
-    pr.add_argument("run", help="run directory, or Hub repo id (owner/name)")
+    pr.add_argument("run", help="run directory, or Hub repo (owner/name, or hf://owner/name when a local folder has the owner's name)")
     pr.add_argument("text", nargs="?", help="the input text (image classification: none)")
     pr.add_argument("--image", help="image tasks: the image file")
     pr.add_argument("--json", action="store_true", help="print the prediction as JSON")
     pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     pr.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+    pr.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint (auto_map); never switched on by a run folder's own config")
     add_hub_commands(sub)
     add_tokenizer_commands(sub)
     return parser
@@ -146,7 +148,7 @@ def cmd_eval(args) -> int:
             args.batch_size or 32, overrides,
         )
     else:
-        trained = load_trained(args.run, args.revision, args.base)
+        trained = load_trained(args.run, args.revision, args.base, args.trust_remote_code)
         result, extra, path = evaluate_run(trained, args.data, args.split, args.output, args.batch_size)
         task = trained.task
     print(f"{extra['data']} ({extra['num_examples']:,} rows, {extra['eval_runtime_s']} s):")
@@ -160,7 +162,7 @@ def cmd_predict(args) -> int:
 
     from mmkit.tasks.image_rows import ImageRowsTask
 
-    trained = load_trained(args.run, args.revision, args.base)
+    trained = load_trained(args.run, args.revision, args.base, args.trust_remote_code)
     if not isinstance(trained.task, ImageRowsTask):
         if args.image:
             raise UserError(f"a {trained.task.name} model reads no image: pass only the text")
@@ -207,6 +209,7 @@ def add_hub_commands(sub) -> None:
     merge.add_argument("--output", required=True, help="new folder for the merged model")
     merge.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     merge.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
+    merge.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint (auto_map); never switched on by a run folder's own config")
 
 
 def cmd_push(args) -> int:
@@ -226,7 +229,7 @@ def cmd_push(args) -> int:
 def cmd_merge(args) -> int:
     from mmkit.hub.merge import merge_run
 
-    merge_run(args.run, args.output, args.revision, args.base)
+    merge_run(args.run, args.output, args.revision, args.base, trust_remote_code=args.trust_remote_code)
     return 0
 
 

@@ -127,6 +127,7 @@ class TrainConfig:
     overwrite: bool = opt(False, "replace a previous run in output_dir")
     eval_every: Optional[int] = opt(None, "optimizer steps between evaluations; empty: at the end of each epoch", ge=1)
     save_every: Optional[int] = opt(None, "optimizer steps between resumable checkpoints; empty: at the end of each epoch", ge=1)
+    save_every_minutes: float = opt(10.0, "also save a resumable checkpoint when this many minutes passed since the last one (0: off)", ge=0)
     keep_checkpoints: int = opt(2, "newest resumable checkpoints kept (0: all)", ge=0)
     metric_for_best: Optional[str] = opt(None, "validation metric that picks the best checkpoint; empty: the task's")
     log_every: int = opt(10, "optimizer steps between loss records", ge=1)

@@ -26,7 +26,8 @@ def merge_adapter(model):
     return model.merge_and_unload()
 
 
-def merge_run(run_or_repo: str, output: str | Path, revision: str | None = None, base: str | None = None, echo=print) -> Path:
+def merge_run(run_or_repo: str, output: str | Path, revision: str | None = None, base: str | None = None, echo=print,
+              trust_remote_code: bool = False) -> Path:
     from mmkit.hub.files import CARD_FILE
     from mmkit.hub.model_card import build_model_card, read_metrics
     from mmkit.runs.inference import load_trained
@@ -36,7 +37,7 @@ def merge_run(run_or_repo: str, output: str | Path, revision: str | None = None,
     out = Path(output).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--output {out} already exists and is not empty; choose a new folder")
-    trained = load_trained(run_or_repo, revision, base)
+    trained = load_trained(run_or_repo, revision, base, trust_remote_code)
     if not trained.run.has_adapter:
         raise UserError(f"{run_or_repo} is a full fine-tune (no adapter): its folder already loads with transformers; nothing to merge")
     merged = merge_adapter(trained.model)

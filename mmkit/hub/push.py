@@ -91,7 +91,9 @@ def stage(plan: PushPlan, repo_id: str, staging: Path, token: str | None) -> Non
     (staging / "config.yaml").write_text(yaml.safe_dump(cleaned, sort_keys=False, allow_unicode=True), encoding="utf-8")
     from mmkit.runs.inference import task_for_run
 
-    task = task_for_run(run, config_from_dict(raw))
+    cfg = config_from_dict(raw)
+    cfg.model.trust_remote_code = False  # describing the model for its card runs none of its code
+    task = task_for_run(run, cfg)
     card = build_model_card(repo_id, task, run.read_labels(), read_metrics(run.file("metrics.json")), adapter=run.has_adapter)
     (staging / CARD_FILE).write_text(card, encoding="utf-8")
     for item in sorted(staging.rglob("*")):
@@ -108,11 +110,18 @@ def clean_config(raw: dict) -> dict:
     from mmkit.hub.model_card import hub_dataset_id
 
     cleaned = {section: (dict(value) if isinstance(value, dict) else value) for section, value in raw.items()}
+    model = cleaned.get("model") or {}
+    model["trust_remote_code"] = False  # only a user's command line switches it on, never a downloaded config
+    for key in ("tokenizer",):
+        if model.get(key) and Path(str(model[key])).expanduser().is_absolute():
+            model[key] = None  # a folder on this machine; the run's own tokenizer files go up with it
     train = cleaned.get("train") or {}
     train["output_dir"] = None
     if not isinstance(train.get("resume"), bool):
         train["resume"] = False
     data = cleaned.get("data") or {}
+    if data.get("image_root") and Path(str(data["image_root"])).expanduser().is_absolute():
+        data["image_root"] = None
     for split in ("train", "validation", "test"):
         source = data.get(split)
         if source and not hub_dataset_id(source):

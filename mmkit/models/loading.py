@@ -37,11 +37,15 @@ def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str =
     """`auto_class.from_pretrained` with safetensors only and a one-line error for a bad checkpoint.
 
     `loading_info=True` returns (model, the set of parameter names that were newly initialised)."""
+    from safetensors import SafetensorError
+
     quiet_transformers()
     try:
         result = auto_class.from_pretrained(
             source, use_safetensors=True, output_loading_info=loading_info, **pretrained_kwargs(model_cfg), **kwargs
         )
+    except SafetensorError as err:
+        raise UserError(f"the {what} at '{source}' has a weights file that is not readable safetensors ({err}): truncated or corrupt") from None
     except (OSError, ValueError, KeyError) as err:
         raise UserError(loading_error(source, what, err)) from None
     if not loading_info:

@@ -63,7 +63,9 @@ def model_spec(cfg: Config, head: str, base: str | None = None) -> "ModelSpec":
     if model.init == "scratch":
         if head != "generation":
             raise UserError(f"model.init=scratch builds translation models only; task {cfg.task} fine-tunes a pretrained checkpoint")
-        return ScratchSpec(cfg)
+        if base is None:
+            return ScratchSpec(cfg)
+        # else: a finished scratch run, a standard checkpoint folder of its own
     source = resolve_model_path(base or model.name_or_path)
     config = load_config_of(source, model)
     if head == "sequence-classification" and _mean_pooled(model.pooling, source):
@@ -96,7 +98,7 @@ class ModelSpec:
     # --- identity ---------------------------------------------------------------------------------------
     @property
     def description(self) -> str:
-        return f"{self.base_id} ({self.family.name})"
+        return f"{self.base_id or 'trained from scratch'} ({self.family.name})"
 
     def weight_files(self) -> tuple[str, ...]:
         return self.adapter_files if self.lora.enabled else self.full_files
@@ -132,8 +134,12 @@ class ModelSpec:
             from peft import PeftModel
 
             model, _ = self._with_head(labels, processor)
+            from safetensors import SafetensorError
+
             try:
                 model = PeftModel.from_pretrained(model, str(run))
+            except SafetensorError as err:
+                raise UserError(f"{Path(run) / ADAPTER_FILES[1]} is not a readable safetensors file ({err}); the file is truncated or corrupt") from None
             except RuntimeError as err:
                 if "size mismatch" not in str(err):
                     raise
@@ -216,12 +222,13 @@ def new_head_modules(model, new_parameters: set[str]) -> list[str]:
 class TransformersSpec(ModelSpec):
     """A transformers Auto class with its own task head."""
 
-    def __init__(self, cfg: Config, head: str, source: str, config, *, family: Family | None = None, base_id: str | None = None):
+    def __init__(self, cfg: Config, head: str, source: str, config, *, family: Family | None = None):
         import transformers
 
         model_type = getattr(config, "model_type", "")
         family = family or family_of(model_type)
-        super().__init__(cfg, source, model_id_for_records(cfg.model.name_or_path) if base_id is None else base_id, family)
+        recorded = None if cfg.model.init == "scratch" else model_id_for_records(cfg.model.name_or_path)
+        super().__init__(cfg, source, recorded, family)
         self.config = config
         self.head = head
         if head == "generation":
@@ -354,8 +361,7 @@ class ScratchSpec(TransformersSpec):
                 raise UserError(f"model.config.d_model ({model.config.d_model}) must be a multiple of model.config.heads ({model.config.heads})")
             config = _family_config(model.config.family)
         source = model.tokenizer or resolve_model_path(model.name_or_path)
-        super().__init__(cfg, "generation", source, config, base_id="")
-        self.base_id = None
+        super().__init__(cfg, "generation", source, config)
 
     @property
     def description(self) -> str:
@@ -449,6 +455,10 @@ class MeanPooledSpec(ModelSpec):
     def _load_full(self, run: Path, labels, processor):
         from mmkit.models.pooling import MeanPooledClassifier
 
+        from mmkit.models.pooling import HEAD_FILE
+
+        if not (run / HEAD_FILE).is_file():  # else the classifier would stay random, silently
+            raise UserError(f"{run} holds no {HEAD_FILE}: the classifier of this mean-pooled run is missing; copy the whole run folder")
         model = MeanPooledClassifier(self._encoder(str(run), labels), len(labels))
         model.load_head(run)
         return model
@@ -499,8 +509,17 @@ class ImageTextSpec(ModelSpec):
         return model, [HEAD_NAME, *encoder.extra_trainable_modules(self.model_cfg)]
 
     def _load_full(self, run: Path, labels, processor):
+        from safetensors import SafetensorError
+
+        from mmkit.models.multimodal.classifier import FULL_WEIGHTS_FILE
+
+        if not (run / FULL_WEIGHTS_FILE).is_file():
+            raise UserError(f"{run} holds neither an adapter nor {FULL_WEIGHTS_FILE}: no trained weights to load")
         model, _ = self._with_head(labels, processor)
-        model.load_full_weights(run)
+        try:
+            model.load_full_weights(run)
+        except SafetensorError as err:
+            raise UserError(f"{run / FULL_WEIGHTS_FILE} is not a readable safetensors file ({err}); the file is truncated or corrupt") from None
         return model
 
     def lora_targets(self, model):

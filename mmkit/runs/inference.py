@@ -30,8 +30,15 @@ class TrainedModel:
         return predict(self, {"text": text, "image": image})
 
 
+HUB_PREFIX = "hf://"
+
+
 def resolve_run(run_or_repo: str, revision: str | None = None) -> RunDir:
-    """A local run folder as is; anything else is looked up as a Hub repo id (allow-listed files only)."""
+    """A local run folder, or a Hub repo: `hf://owner/name`, or `owner/name` where that cannot be a local path
+    (no folder `owner` here). A local path that does not exist is never looked up on the Hub: online, that would
+    fetch someone else's model (`runs/my-run` is also a valid Hub id of the user `runs`)."""
+    if run_or_repo.startswith(HUB_PREFIX):
+        return _hub_run(run_or_repo[len(HUB_PREFIX):], revision)
     path = Path(run_or_repo).expanduser()
     if path.exists():
         if revision:
@@ -40,23 +47,32 @@ def resolve_run(run_or_repo: str, revision: str | None = None) -> RunDir:
         if not run.is_run():
             raise UserError(f"{path} is not an mmkit run (no {CONFIG_FILE}); pass the output_dir of a training run")
         return run
-    if run_or_repo.count("/") != 1 or run_or_repo.startswith((".", "/", "~")):
-        raise UserError(f"{run_or_repo}: no such run folder (and not a Hub repo id of the form owner/name)")
+    owner = run_or_repo.split("/", 1)[0]
+    if run_or_repo.count("/") != 1 or run_or_repo.startswith((".", "/", "~")) or Path(owner).expanduser().exists():
+        raise UserError(
+            f"no run at {run_or_repo} (no such folder); for a Hub repo whose owner is also a local folder name, write {HUB_PREFIX}{run_or_repo}"
+        )
+    return _hub_run(run_or_repo, revision)
+
+
+def _hub_run(repo_id: str, revision: str | None) -> RunDir:
     from mmkit.hub.client import download_run
 
-    run = RunDir(download_run(run_or_repo, revision))
+    run = RunDir(download_run(repo_id, revision))
     if not run.is_run():
-        raise UserError(f"{run_or_repo} is not an mmkit run on the Hub (no {CONFIG_FILE}); push runs with `mmkit push`")
+        raise UserError(f"{repo_id} is not an mmkit run on the Hub (no {CONFIG_FILE}); push runs with `mmkit push`")
     return run
 
 
-def load_trained(run_or_repo: str, revision: str | None = None, base: str | None = None) -> TrainedModel:
+def load_trained(run_or_repo: str, revision: str | None = None, base: str | None = None, trust_remote_code: bool = False) -> TrainedModel:
     """The run's model in eval mode: its adapter (and head) on a fresh base, or its full weights.
 
     The base is the one recorded in the adapter config; `base` loads it from elsewhere and must name the
-    same model (a mismatch is a UserError)."""
+    same model (a mismatch is a UserError). Code shipped with a checkpoint runs only with `trust_remote_code`
+    (the user's --trust-remote-code), never because a run folder's own config.yaml says so."""
     run = resolve_run(run_or_repo, revision)
     cfg = run.read_config()
+    cfg.model.trust_remote_code = trust_remote_code
     if run.has_adapter:
         base = base_for(run, cfg, base)
     elif base:

@@ -11,10 +11,12 @@
       checkpoints/step-N/       resumable state (trainable weights, optimizer, scheduler, RNG, position)
       checkpoints/best/         the best weights so far, by the validation metric
       eval/                     what `mmkit eval` writes by default
+      .mmkit-run.json           the mark of a folder mmkit created, and the files the run wrote
 
 A run directory is laid out like a Hub model repo, so `mmkit eval/predict` read both the same way
 (`mmkit.runs.inference.resolve_run`).
-Files are written to a temporary name and renamed, so a crash never leaves a half-written file.
+Files are written to a temporary name and renamed, so a crash never leaves a half-written file. mmkit only
+ever resumes into, overwrites or deletes from a folder that carries its mark, and deletes only what it wrote.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ TRAIN_LOG_FILE = "train_log.jsonl"
 LOSS_PLOT_FILE = "loss_curve.png"
 CONFUSION_PLOT_FILE = "confusion_matrix.png"
 CHECKPOINTS_DIR = "checkpoints"
+MARKER_FILE = ".mmkit-run.json"
+# What a run writes besides the model files the spec names (those are recorded in the marker when saved).
+OWN_ENTRIES = (CONFIG_FILE, LABELS_FILE, METRICS_FILE, TRAIN_LOG_FILE, LOSS_PLOT_FILE, CONFUSION_PLOT_FILE, CHECKPOINTS_DIR,
+               "eval", "translations.jsonl", MARKER_FILE, ".staging-*")
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -97,28 +103,76 @@ class RunDir:
         return self.file(CONFIG_FILE).is_file()
 
     # -- starting a run ------------------------------------------------------------------------------------
+    def created_by_mmkit(self) -> bool:
+        return self.file(MARKER_FILE).is_file()
+
     def claim(self, resume: bool, overwrite: bool) -> None:
-        """Check that a new run may write here. Nothing is created (the caller creates after validation)."""
+        """Check that a run may write here. Nothing is created (the caller creates after every check passed)."""
         if not self.path.exists():
             return
         if not self.path.is_dir():
             raise UserError(f"train.output_dir {self.path} is a file; choose a folder")
-        if resume or not any(self.path.iterdir()):
+        if not any(self.path.iterdir()):
             return
-        if not self.is_run():
+        if not self.created_by_mmkit():
             raise UserError(
-                f"train.output_dir {self.path} is a non-empty folder that is not an mmkit run; choose another folder"
+                f"train.output_dir {self.path} is a non-empty folder mmkit did not create (no {MARKER_FILE}); "
+                "mmkit writes only into its own run folders: choose another train.output_dir"
             )
+        if resume:
+            return
         if not overwrite:
             raise UserError(
                 f"train.output_dir {self.path} already holds a run; continue it with train.resume=true, "
                 "replace it with train.overwrite=true, or choose another train.output_dir"
             )
+        foreign = self.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+            raise UserError(
+                f"train.overwrite=true would delete files mmkit did not write in {self.path} ({shown}); "
+                "move them out or choose another train.output_dir (nothing was deleted)"
+            )
+
+    def _recorded(self) -> set[str]:
+        try:
+            return set(json.loads(self.file(MARKER_FILE).read_text(encoding="utf-8")).get("files", []))
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def foreign_entries(self) -> list[str]:
+        """Top-level entries of the folder that no mmkit run writes and this run did not record."""
+        import fnmatch
+
+        recorded = self._recorded()
+        return sorted(
+            item.name + ("/" if item.is_dir() else "")
+            for item in self.path.iterdir()
+            if item.name not in recorded and not any(fnmatch.fnmatchcase(item.name, p) for p in OWN_ENTRIES)
+        )
+
+    def create(self) -> None:
+        """Make the folder and mark it as an mmkit run."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not self.created_by_mmkit():
+            from mmkit import __version__
+
+            atomic_write_json(self.file(MARKER_FILE), {"created_by": f"mmkit {__version__}", "files": []})
+
+    def record(self, names: list[str]) -> None:
+        """Note top-level files this run wrote (the model and processor files), so `clear` may delete them."""
+        from mmkit import __version__
+
+        top = {name.split("/", 1)[0] for name in names}
+        atomic_write_json(self.file(MARKER_FILE), {"created_by": f"mmkit {__version__}", "files": sorted(self._recorded() | top)})
 
     def clear(self) -> None:
-        """Delete a previous run here (only ever an mmkit run: `claim` checked)."""
-        if self.path.exists() and self.is_run():
-            shutil.rmtree(self.path)
+        """Delete a previous run here: only what mmkit wrote (`claim` refused a folder holding anything else)."""
+        if not self.created_by_mmkit() or self.foreign_entries():
+            raise UserError(f"{self.path}: refusing to delete a folder holding files mmkit did not write")
+        for item in sorted(self.path.iterdir(), key=lambda p: p.name == MARKER_FILE):  # the mark goes last
+            shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+        self.path.rmdir()
 
     def staging(self, name: str) -> Path:
         """A fresh hidden folder inside the run dir, for writing a group of files before moving them in."""

@@ -74,19 +74,20 @@ def finetune(cfg: Config) -> dict[str, Any]:
             prepared[name], split_notes = task.prepare(split, processor, data.labels)
             notes += split_notes
     model = task.spec.build(data.labels, processor)
+    trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
+    checkpoint = trainer.find_checkpoint(cfg.train.resume) if cfg.train.resume else None
+    if checkpoint is not None:
+        trainer.resume_from(checkpoint)
 
     # 3. Only now, with everything checked, write into the output directory.
     if accelerator.is_main_process:
-        if cfg.train.overwrite and not cfg.train.resume:
+        if cfg.train.overwrite and not cfg.train.resume and run.path.exists() and any(run.path.iterdir()):
             run.clear()
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.create()
         run.write_config(task.spec.recorded_config(cfg))
         run.write_labels(data.labels)
     accelerator.wait_for_everyone()
 
-    trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
-    if cfg.train.resume:
-        trainer.resume_from(cfg.train.resume)
     trainer.banner(f"mmkit | task {task.name} | model {task.spec.description}", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
@@ -101,7 +102,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         staging = run.staging("model")
         task.spec.save(accelerator.unwrap_model(trainer.model), staging)
         processor.save_pretrained(staging)
-        move_into(staging, run.path)
+        run.record(move_into(staging, run.path))
     accelerator.wait_for_everyone()
 
     # 6. Evaluate on test (or validation), write metrics and plots.

@@ -17,16 +17,36 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mmkit.config import Config, yaml_load
 from mmkit.data.batching import TrainBatchSampler
-from mmkit.config import Config
 from mmkit.errors import UserError
-from mmkit.training.evaluation import eval_loader, run_evaluation
 from mmkit.models.lora import load_trainable_state_dict, parameter_counts, trainable_state_dict
-from mmkit.runs.run_dir import TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
+from mmkit.training.evaluation import eval_loader, run_evaluation
+from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
 TRAINABLE_FILE = "trainable.safetensors"
 STATE_FILE = "trainer_state.json"
+SCHEDULER_FILE = "scheduler.json"
+CHECKPOINT_CONFIG_FILE = "config.yaml"
+# Keys a resumed run may change: they decide when to stop, evaluate, save or log, not what the steps compute.
+RESUMABLE_CHANGES = {
+    "train.resume", "train.overwrite", "train.output_dir", "train.max_steps", "train.epochs", "train.eval_every",
+    "train.save_every", "train.save_every_minutes", "train.keep_checkpoints", "train.log_every", "train.num_workers",
+    "train.eval_batch_size", "train.push_to_hub", "data.test", "model.trust_remote_code",
+}
+
+
+def config_changes(before: dict, after: dict, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """(key, old, new) for every setting that differs, except those a resume may change."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            changes += config_changes(a or {}, b or {}, f"{prefix}{key}.")
+        elif a != b and f"{prefix}{key}" not in RESUMABLE_CHANGES:
+            changes.append((f"{prefix}{key}", a, b))
+    return changes
 BEST_DIR = "best"
 
 
@@ -130,7 +150,8 @@ class Trainer:
             num_warmup_steps=math.ceil(cfg.warmup_ratio * self.total_steps),
             num_training_steps=self.total_steps,
         )
-        acc.register_for_checkpointing(self.scheduler)
+        # The scheduler's state is a few numbers, kept as JSON: accelerate would pickle it (custom_checkpoint_0.pkl)
+        # and unpickle it with weights_only=False on resume, so a checkpoint folder from elsewhere could run code.
         acc.register_save_state_pre_hook(self._save_trainable_hook)
         acc.register_load_state_pre_hook(self._load_trainable_hook)
 
@@ -159,6 +180,8 @@ class Trainer:
         acc.save_state(str(tmp))
         if acc.is_main_process:
             atomic_write_json(tmp / STATE_FILE, self.state)
+            atomic_write_json(tmp / SCHEDULER_FILE, self.scheduler.state_dict())
+            atomic_write_text(tmp / CHECKPOINT_CONFIG_FILE, self.cfg.to_yaml())  # what a resume must match
             final = self.run.checkpoints / name
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)  # a checkpoint folder exists only once complete
@@ -166,22 +189,67 @@ class Trainer:
             old = sorted(p for p in self.run.checkpoints.glob("step-*") if p.is_dir())
             for stale in old[:-keep] if keep > 0 else []:
                 shutil.rmtree(stale)
+        self._last_save = time.monotonic()
         acc.wait_for_everyone()
 
-    def resume_from(self, where: bool | str) -> None:
+    def find_checkpoint(self, where: bool | str) -> Path | None:
+        """The checkpoint `train.resume` names (true: the newest one, none yet: start from step 0), after checking
+        that the config has not changed in a way that would make the continued run a different run."""
         if where is True:
             found = sorted(p for p in self.run.checkpoints.glob("step-*") if p.is_dir())
             if not found:
-                raise UserError(
-                    f"train.resume=true but {self.run.checkpoints} holds no checkpoint; start without train.resume"
-                )
+                self.acc.print(f"train.resume=true: no checkpoint in {self.run.checkpoints} yet, starting from step 0")
+                return None
             path = found[-1]
         else:
-            path = Path(where)
+            path = Path(where).expanduser()
             if not (path / STATE_FILE).is_file():
                 raise UserError(f"train.resume: {path} is not a checkpoint folder (no {STATE_FILE})")
-        self.acc.load_state(str(path))
+        recorded = path / CHECKPOINT_CONFIG_FILE
+        if not recorded.is_file():
+            recorded = self.run.file(CONFIG_FILE)
+        if recorded.is_file():
+            changed = config_changes(yaml_load(recorded.read_text(encoding="utf-8")) or {}, self.cfg.to_dict())
+            if changed:
+                shown = ", ".join(f"{key} ({old!r} -> {new!r})" for key, old, new in changed[:4]) + (", ..." if len(changed) > 4 else "")
+                raise UserError(
+                    f"train.resume: the config differs from the one {path.name} was made with in {shown}; the resumed run "
+                    "would not be the same run: put them back, or start a new run (another train.output_dir)"
+                )
+        return path
+
+    def resume_from(self, path: Path) -> None:
+        """Load a checkpoint's weights, optimizer, scheduler, RNG states and data position (no pickled objects:
+        accelerate reads tensors with weights_only=True; the scheduler and the position are JSON)."""
+        import pickle
+
+        from safetensors import SafetensorError
+
+        pickles = sorted(p.name for p in path.glob("custom_checkpoint_*.pkl"))
+        if pickles:  # accelerate would unpickle these with weights_only=False: they could run code
+            raise UserError(
+                f"train.resume: {path} holds {', '.join(pickles)}, a pickle mmkit never reads (older versions kept the "
+                "scheduler there; it is rebuilt from the step): delete it if the checkpoint is yours, then resume"
+            )
+        try:
+            # accelerate reads these with a restricted unpickler (weights_only=True) but, for the RNG states, swallows
+            # a failure and goes on with other random numbers: check them first, so a resume is exact or refused.
+            from accelerate.utils import load as restricted_load
+
+            for name in ("optimizer.bin", f"random_states_{self.acc.process_index}.pkl"):
+                if (path / name).is_file():
+                    restricted_load(path / name, map_location="cpu")
+            self.acc.load_state(str(path))
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as err:
+            first = " ".join(str(err).split())[:160]
+            raise UserError(f"train.resume: {path} holds files that do not load as plain tensors ({type(err).__name__}: {first}); use a checkpoint mmkit wrote") from None
         self.state = json.loads((path / STATE_FILE).read_text())
+        scheduler_file = path / SCHEDULER_FILE
+        if scheduler_file.is_file():
+            self.scheduler.load_state_dict(json.loads(scheduler_file.read_text()))
+        else:  # a checkpoint of an older mmkit: the schedule depends on the step only
+            for _ in range(self.state["global_step"]):
+                self.scheduler.step()
         self.acc.print(f"resumed from {path} at step {self.state['global_step']}")
 
     def _save_best(self) -> None:
@@ -272,6 +340,7 @@ class Trainer:
         )
         say = bar.write if acc.is_local_main_process else (lambda _line: None)
         window_loss, window_batches = torch.zeros((), device=acc.device), 0
+        self._last_save = time.monotonic()
         # train_seconds counts the training steps only: evaluation and checkpoint writing are left out.
         clock = _Stopwatch(state["train_seconds"])
         done = state["global_step"] >= self.total_steps
@@ -315,7 +384,8 @@ class Trainer:
                         summary = self._validate()
                     if summary:
                         say(f"step {step} | {summary}")
-                if cfg.save_every and step % cfg.save_every == 0 and not done:
+                overdue = cfg.save_every_minutes and time.monotonic() - self._last_save > 60 * cfg.save_every_minutes
+                if ((cfg.save_every and step % cfg.save_every == 0) or overdue) and not done:
                     state["train_seconds"] = clock.seconds()
                     with clock.paused():
                         self.save_checkpoint()
