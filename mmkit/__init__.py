@@ -6,7 +6,7 @@ translation and image+text sentiment, on the Hugging Face stack.
     model.predict("a warm, funny film")                          # {"label": ..., "probabilities": {...}}
 """
 
-__version__ = "0.1.0"
+from mmkit._version import __version__  # noqa: F401 - a leaf module: mmkit's parts read it without importing this one
 
 
 def load_run(run_or_repo: str, revision: str | None = None, base: str | None = None):

@@ -92,12 +92,13 @@ def test_existing_run_is_not_overwritten(tiny_bert, toy_data, tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "config.yaml").write_text("task: sentiment\n")
+    (out / ".mmkit-run.json").write_text('{"files": []}')  # a run mmkit made
     overrides = sentiment_overrides(tiny_bert, toy_data, out)
     with pytest.raises(SystemExit) as exit_info:
         main(["train", str(_config(tmp_path))] + [f"{k}={v}" for k, v in overrides.items()])
     assert exit_info.value.code == 2
     assert "train.overwrite=true" in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml"]
+    assert sorted(p.name for p in out.iterdir()) == [".mmkit-run.json", "config.yaml"]
 
 
 def _config(tmp_path):

@@ -155,13 +155,13 @@ class RunDir:
         """Make the folder and mark it as an mmkit run."""
         self.path.mkdir(parents=True, exist_ok=True)
         if not self.created_by_mmkit():
-            from mmkit import __version__
+            from mmkit._version import __version__
 
             atomic_write_json(self.file(MARKER_FILE), {"created_by": f"mmkit {__version__}", "files": []})
 
     def record(self, names: list[str]) -> None:
         """Note top-level files this run wrote (the model and processor files), so `clear` may delete them."""
-        from mmkit import __version__
+        from mmkit._version import __version__
 
         top = {name.split("/", 1)[0] for name in names}
         atomic_write_json(self.file(MARKER_FILE), {"created_by": f"mmkit {__version__}", "files": sorted(self._recorded() | top)})
