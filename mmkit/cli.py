@@ -126,6 +126,14 @@ ZERO_SHOT_ONLY = (("--labels", "labels"), ("--prompt", "prompt"), ("--prompts", 
 def cmd_eval(args) -> int:
     from mmkit.runs.inference import evaluate_run, load_trained
 
+    if args.output:  # before any model loads: metrics.json and the plots go into this folder
+        from pathlib import Path
+
+        output = Path(args.output).expanduser()
+        blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            where = "is a file" if blocker == output else f"is inside {blocker}, which is a file"
+            raise UserError(f"--output {args.output} {where}; give a folder for metrics.json and the plots (it is created if missing)")
     if not args.zero_shot:
         given = [flag for flag, name in ZERO_SHOT_ONLY if getattr(args, name) not in (None, False)]
         if given:
@@ -162,12 +170,17 @@ def cmd_predict(args) -> int:
 
     from mmkit.tasks.image_rows import ImageRowsTask
 
+    if args.text is not None and not args.text.strip() and not args.image:  # before the model loads
+        raise UserError(f'the text to predict for is empty; pass it after the run: mmkit predict {args.run} "your text"')
     trained = load_trained(args.run, args.revision, args.base, args.trust_remote_code)
     if not isinstance(trained.task, ImageRowsTask):
         if args.image:
             raise UserError(f"a {trained.task.name} model reads no image: pass only the text")
-        if not args.text:
-            raise UserError("pass the text to predict for")
+        if not (args.text or "").strip():
+            raise UserError(
+                f"the text to predict for is {'empty' if args.text is not None else 'missing'}; "
+                f'pass it after the run: mmkit predict {args.run} "your text"'
+            )
     prediction = predict(trained, {"text": args.text, "image": args.image})
     print(json.dumps(prediction, ensure_ascii=False) if args.json else trained.task.format_prediction(prediction))
     return 0

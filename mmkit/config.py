@@ -249,7 +249,17 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise UserError(f"override {item!r} has no key; use key=value, e.g. lora.r=16")
     try:
         value = yaml_load(text) if text.strip() else None
-    except yaml.YAMLError:
+    except yaml.YAMLError as err:
+        # A value that opens a YAML list, mapping or quoted string and never closes it is a typo
+        # (`data.labels=[neg,pos`), not text; anything else YAML refuses is read as plain text
+        # (`translation.template={source} => {target}`: a complete `{source}`, then more text).
+        context = getattr(err, "context", None) or ""
+        if text.lstrip()[:1] in ("[", "{", '"', "'") and context.startswith(("while parsing a flow", "while scanning a")):
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise UserError(
+                f"override {item!r} is not valid YAML ({context}: {problem}); close the brackets or quotes "
+                f"(e.g. {key}=[a,b]), or, to pass the value as text, put it in single quotes: {key}=\"'...'\""
+            ) from None
         value = text
     return key, value
 

@@ -114,3 +114,36 @@ def test_old_key_names_are_read_with_a_note(capsys):
 def test_choices_and_ranges_are_checked_at_load(override, fragment):
     with pytest.raises(UserError, match=re.escape(fragment)):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("data.labels=[neg,pos", "flow sequence"),
+        ("model.fusion=[text, image", "flow sequence"),
+        ('train.output_dir="runs/x', "quoted scalar"),
+        ("data.labels={a: 1", "flow mapping"),
+    ],
+)
+def test_broken_yaml_override_is_refused(override, fragment):
+    """A value that opens a YAML list, mapping or quote and never closes it is a typo, not text."""
+    with pytest.raises(UserError, match=re.escape(fragment)) as info:
+        load_config(None, [override])
+    message = str(info.value)
+    assert override in message and "\n" not in message and "close the brackets or quotes" in message
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("model.name_or_path=org/name", "model.name_or_path", "org/name"),
+        ("translation.template={source} => {target}", "translation.template", "{source} => {target}"),
+        ("translation.template=[{source}] => {target}", "translation.template", "[{source}] => {target}"),
+        ("translation.template=Q: {source} A: {target}", "translation.template", "Q: {source} A: {target}"),
+        ("data.labels='[neg,pos'", "data.labels", ["[neg", "pos"]),  # quoted: text (then split at commas)
+        ("train.output_dir=runs/my run", "train.output_dir", "runs/my run"),
+    ],
+)
+def test_plain_text_overrides_still_work(override, key, value):
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(None, [override]), section), name) == value

@@ -19,6 +19,9 @@ FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv"
 CONLL_SUFFIXES = (".conll", ".conllu", ".bio", ".iob", ".iob2")
 SUPPORTED = ".jsonl, .json, .csv, .tsv, .parquet or a CoNLL column file (.conll, .bio, .iob)"
 SPLITS = ("train", "validation", "test")
+# Formats read as text: their bytes must be UTF-8 (the loaders would otherwise pass mojibake on, or fail later).
+TEXT_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", *CONLL_SUFFIXES)
+_CHUNK = 1 << 20
 
 
 @dataclass
@@ -87,6 +90,8 @@ def _load_file(path: Path, name: str) -> Split:
         raise UserError(f"data.{name}: {path} has an unsupported extension '{suffix}'; use {SUPPORTED}")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty; the {name} split needs rows")
+    if suffix in TEXT_SUFFIXES:
+        check_utf8(path)
     if suffix in CONLL_SUFFIXES:
         from mmkit.data.ner import read_conll
 
@@ -163,6 +168,47 @@ def _diagnose_unreadable(path: Path, err: Exception) -> str:
         return f"{path} line {bad.lineno}: not valid JSON ({bad.msg})"
     cause = err.__cause__ or err
     return f"{path}: could not be read ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+
+
+def check_utf8(path: Path) -> None:
+    """A UserError naming the line and byte offset of the first byte sequence in `path` that is not UTF-8.
+
+    One streaming pass in 1 MiB chunks (a multi-byte character cut by a chunk boundary is carried over);
+    lines are counted only when something is wrong."""
+    offset, carry = 0, b""  # offset: bytes of the file before `carry`
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_CHUNK)
+            data = carry + chunk
+            if not data:
+                return
+            try:
+                data.decode("utf-8")
+                carry = b""
+            except UnicodeDecodeError as err:
+                if chunk and err.reason == "unexpected end of data" and err.start >= len(data) - 3:
+                    carry = data[err.start:]  # the rest of the character is in the next chunk
+                    data = data[: err.start]
+                else:
+                    _not_utf8(path, handle, offset + err.start, data[err.start:err.end])
+            if not chunk:
+                return
+            offset += len(data)
+
+
+def _not_utf8(path: Path, handle, offset: int, bad: bytes) -> None:
+    handle.seek(0)
+    line = 1
+    remaining = offset
+    while remaining > 0:
+        block = handle.read(min(_CHUNK, remaining))
+        line += block.count(b"\n")
+        remaining -= len(block)
+    shown = " ".join(f"0x{b:02x}" for b in bad[:4])
+    raise UserError(
+        f"{path} line {line} (byte offset {offset}): not UTF-8 text (byte {shown}); save it as UTF-8 "
+        "(e.g. `iconv -f <its encoding> -t UTF-8`)"
+    )
 
 
 def _jsonl_line_of_row(path: Path, row: int) -> int:

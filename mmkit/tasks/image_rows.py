@@ -1,7 +1,7 @@
 """What every task with an image per row shares: checking the images once, and decoding them per batch.
 
 Rows keep a reference to their image (a path inside the image root, or a Hub `Image` record), never the
-pixels. `load_data` checks every image before anything trains (present, inside the root, readable), so a bad
+pixels. `load_data` checks every image before anything trains (present, inside the root, decodable to the end), so a bad
 image stops the run with its row named, or is left out and counted (`data.on_bad_row: skip`): no row whose
 image failed to load is ever trained on.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import Split, check_text_column
 from mmkit.errors import UserError
-from mmkit.data.images import blank_like, check_image, load_rgb, processor_min_side, resolve_image_path
+from mmkit.data.images import blank_like, check_image, check_image_record, load_rgb, processor_min_side, resolve_image_path
 from mmkit.tasks.base import TaskData
 from mmkit.tasks.classification import ClassificationTask
 
@@ -86,11 +86,7 @@ class ImageRowsTask(ClassificationTask):
         if hub_images:
             if not value or not (value.get("bytes") or value.get("path")):
                 return None, "the image is missing"
-            try:
-                load_rgb(value)
-            except OSError as err:
-                return None, f"the image is not readable ({type(err).__name__}: {str(err)[:100]})"
-            return value, None
+            return value, check_image_record(value)
         if not isinstance(value, str) or not value.strip():
             return None, f"the image path is {value!r}; expected a file path"
         try:

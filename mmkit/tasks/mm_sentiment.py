@@ -6,6 +6,7 @@ puts a head on it (`model.head_hidden`, `model.head_dropout`), and the shared cl
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from mmkit.config import Config
@@ -34,7 +35,7 @@ class MultimodalSentimentTask(ImageRowsTask):
         cfg = self.cfg
         encoder_cls = self.encoder_class
         tokenizer = encoder_cls.text_tokenizer(processor)
-        limit = cfg.data.max_length or encoder_cls.max_text_tokens(processor, cfg.model)
+        limit = self.text_limit(processor)
         image_col, text_col = cfg.data.image_column, cfg.data.text_column
         texts, lengths, keep, truncated = [], [], [], 0
         encoded = tokenizer(list(split.dataset[text_col]), add_special_tokens=False, return_offsets_mapping=True)
@@ -63,7 +64,28 @@ class MultimodalSentimentTask(ImageRowsTask):
             notes.append(f"{split.name}: skipped {len(split) - len(keep)} rows whose text is longer than {limit} tokens (data.on_bad_row=skip)")
         return dataset, notes
 
+    def text_limit(self, processor) -> int:
+        """Text tokens per row: data.max_length (refused above what the model reads), else what it reads."""
+        cfg = self.cfg
+        reads = self.encoder_class.max_text_tokens(processor, cfg.model)
+        if cfg.data.max_length and cfg.data.max_length > reads:
+            raise UserError(
+                f"data.max_length={cfg.data.max_length} is more than this model reads ({reads} text tokens); "
+                f"set data.max_length={reads} or less, or leave it empty for the model's limit"
+            )
+        return cfg.data.max_length or reads
+
     def predict(self, model, processor, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         if not inputs.get("image"):
             raise UserError("this model reads an image and a text: pass --image PATH and the text")
-        return self.predict_one(model, processor, labels, inputs["image"], inputs.get("text") or "")
+        text = inputs.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UserError('the text is empty; this model reads an image and a text: mmkit predict RUN "the text" --image PATH')
+        # As in training (prepare): the text is cut where the model stops reading, and the user is told.
+        limit = self.text_limit(processor)
+        tokenizer = self.encoder_class.text_tokenizer(processor)
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        if len(offsets) > limit:
+            print(f"note: the text is {len(offsets)} tokens; the model read the first {limit}", file=sys.stderr, flush=True)
+            text = text[: offsets[limit - 1][1]]
+        return self.predict_one(model, processor, labels, inputs["image"], text)

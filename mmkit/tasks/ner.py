@@ -161,7 +161,7 @@ class NerTask(Task):
 
     def prepare(self, split: Split, tokenizer, labels: list[str] | None):
         cfg = self.cfg
-        max_length = max_length_for(cfg, tokenizer)
+        max_length = max_length_for(cfg, tokenizer, self.spec)
 
         def windows(rows, indices):
             out = {"input_ids": [], "attention_mask": [], "labels": [], "word_index": [], "gold_words": [], "row_index": [], "length": []}
@@ -267,7 +267,7 @@ class NerTask(Task):
         words = [w for w, _, _ in spans]
         best = [0] * len(words)
         scores = [1.0] * len(words)
-        for window in windows_for_words(tokenizer, words, max_length_for(cfg, tokenizer), cfg.ner.stride):
+        for window in windows_for_words(tokenizer, words, max_length_for(cfg, tokenizer, self.spec), cfg.ner.stride):
             ids = torch.tensor([window.input_ids], device=model.device)
             with torch.inference_mode():
                 probs = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].float().softmax(-1)

@@ -11,6 +11,7 @@ languages or domains with no checkpoint.
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 from mmkit.config import Config
@@ -189,7 +190,7 @@ class TranslationTask(Task):
 
     def _seq2seq_encoder(self, tokenizer):
         cfg = self.cfg
-        max_source = max_length_for(cfg, tokenizer)
+        max_source = max_length_for(cfg, tokenizer, self.spec)
         max_target = cfg.translation.max_target_length or max_source
         eos = tokenizer.eos_token_id
         forced_bos = self._forced_bos_id(tokenizer)
@@ -217,7 +218,7 @@ class TranslationTask(Task):
 
     def _decoder_encoder(self, tokenizer):
         cfg = self.cfg
-        max_length = max_length_for(cfg, tokenizer)
+        max_length = max_length_for(cfg, tokenizer, self.spec)
         prompt_template, target_template = split_template(cfg.translation.template)
         eos = tokenizer.eos_token_id
 
@@ -313,10 +314,21 @@ class TranslationTask(Task):
         """One sentence through the evaluation path (encoding, collator, generation), as a batch of one."""
         import torch
 
-        text = inputs["text"]
-        if not text.strip():
-            raise UserError("nothing to translate: the input text is empty")
-        row = {**self.encoder(tokenizer)(text, ""), "reference": "", "source_text": text}
+        text = inputs.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise UserError('nothing to translate: the input text is empty; pass a sentence, e.g. mmkit predict RUN "A man rides a bike."')
+        encoded = self.encoder(tokenizer)(text, "")
+        if encoded["truncated"]:  # the source was cut to the length limit: say how much the model read
+            if self.decoder_only:
+                source = split_template(self.cfg.translation.template)[0].format(source=self._source_text(text))
+            else:
+                source = self._source_text(text)
+            full = len(tokenizer(source, verbose=False)["input_ids"])
+            total = len(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
+            read = max(0, total - (full - encoded["source_tokens"]))
+            if read < total:
+                print(f"note: the text is {total} tokens; the model read the first {read}", file=sys.stderr, flush=True)
+        row = {**encoded, "reference": "", "source_text": text}
         batch = self.collator(tokenizer)([row])
         batch = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         with torch.inference_mode():
