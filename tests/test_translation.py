@@ -387,3 +387,8 @@ def test_lora_on_a_pretrained_gpt2_without_pad_token(tiny_gpt2, toy_data, tmp_pa
     trained = load_trained(str(out))
     assert trained.processor.pad_token == trained.processor.eos_token
     assert isinstance(predict(trained, {"text": "the cat"})["translation"], str)
+
+
+def test_a_target_length_beyond_the_model_is_refused(toy_data, toy_tokenizer):
+    with pytest.raises(UserError, match=r"translation.max_target_length=100 is more than this model reads \(64 tokens"):
+        prepared("marian", toy_tokenizer, toy_data, **{"translation.max_target_length": 100})

@@ -18,7 +18,7 @@ from mmkit.config import Config
 from mmkit.data import Split, check_text_column
 from mmkit.errors import UserError
 from mmkit.tasks.base import EvalResult, Task, TaskData
-from mmkit.tasks.sentiment import max_length_for
+from mmkit.tasks.sentiment import max_length_for, model_length_limit
 
 IGNORE = -100
 SAMPLES_FILE = "translations.jsonl"
@@ -192,6 +192,12 @@ class TranslationTask(Task):
         cfg = self.cfg
         max_source = max_length_for(cfg, tokenizer, self.spec)
         max_target = cfg.translation.max_target_length or max_source
+        limit = model_length_limit(cfg, tokenizer, self.spec)
+        if cfg.translation.max_target_length and limit is not None and max_target > limit[0]:
+            raise UserError(
+                f"translation.max_target_length={max_target} is more than this model reads ({limit[0]} tokens: {limit[1]}); "
+                f"set it to {limit[0]} or less, or leave it empty"
+            )
         eos = tokenizer.eos_token_id
         forced_bos = self._forced_bos_id(tokenizer)
 
