@@ -52,9 +52,10 @@ def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = total = 0
     for param in model.parameters():
-        total += param.numel()
+        size = getattr(param, "ds_numel", None) or param.numel()  # ZeRO-3 leaves each process an empty partition
+        total += size
         if param.requires_grad:
-            trainable += param.numel()
+            trainable += size
     return trainable, total
 
 

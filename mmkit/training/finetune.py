@@ -16,6 +16,7 @@ from mmkit.errors import UserError
 from mmkit.models.families import model_id_for_records
 from mmkit.runs.run_dir import LOSS_PLOT_FILE, RunDir, move_into
 from mmkit.tasks import build_task
+from mmkit.training.distributed import gathered_state_dict
 from mmkit.training.evaluation import rows_in, write_eval_outputs
 from mmkit.training.plots import plot_loss_curve
 from mmkit.training.trainer import Trainer, make_accelerator, peak_memory_mb
@@ -97,10 +98,12 @@ def finetune(cfg: Config) -> dict[str, Any]:
             f"best checkpoint: step {trainer.state['best_step']} ({trainer.metric} {trainer.state['best_metric']:.4f})"
         )
 
-    # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo.
+    # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo. Under FSDP /
+    # ZeRO-3 the weights are shards: every process takes part in gathering them, the main process writes them.
+    state_dict = gathered_state_dict(accelerator, trainer.model)
     if accelerator.is_main_process:
         staging = run.staging("model")
-        task.spec.save(accelerator.unwrap_model(trainer.model), staging)
+        task.spec.save(accelerator.unwrap_model(trainer.model), staging, state_dict=state_dict)
         processor.save_pretrained(staging)
         run.record(move_into(staging, run.path))
     accelerator.wait_for_everyone()
