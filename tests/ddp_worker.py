@@ -38,7 +38,9 @@ def train_then_dump(self):
 
 def build_and_note(self, labels, processor):
     model = build(self, labels, processor)
-    partitioned = all(hasattr(p, "ds_id") for p in model.get_base_model().parameters())
+    # The checkpoint's (frozen) weights; LoRA adds its own after loading, DeepSpeed partitions those at prepare.
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    partitioned = bool(frozen) and all(hasattr(p, "ds_id") for p in frozen)
     (out / "loaded_partitioned.txt").write_text(str(int(partitioned)))
     return model
 
