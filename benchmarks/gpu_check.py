@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))  # mmkit.training.distributed: the gathering code 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s, from the vendors' data sheets; --peak-tflops overrides.
 PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10": 125e12, "4090": 165e12}
 
-WARMUP = 3  # untimed steps before each row's timed ones
+WARMUP = 3  # untimed steps before each row's timed ones (1 in --tiny mode)
 
 TEXT_SHAPES = {  # name: BertConfig fields (MiniLM-L6 = sentence-transformers/all-MiniLM-L6-v2)
     "MiniLM-L6": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536),
@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> list[list[str]]:
     parser.add_argument("--skip-vlm", action="store_true", help="leave out the 7B / 3B replicas")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
+    global WARMUP
+    WARMUP = 1 if args.tiny else 3
 
     device, name, peak = device_info(args.tiny)
     if args.peak_tflops:
