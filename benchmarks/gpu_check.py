@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -240,7 +239,7 @@ def sharded_worker(base: Path, out: Path, steps: int, batch: int, seq: int, prec
     deepspeed = distributed.deepspeed_requested()
     has_gpu = torch.cuda.is_available()
     acc = Accelerator(mixed_precision=precision, cpu=not has_gpu and not deepspeed)
-    distributed.set_micro_batch_size(acc, batch)
+    distributed.configure_deepspeed(acc, batch, 1.0)
     set_seed(0)
     model = with_lora(AutoModelForSequenceClassification.from_pretrained(base))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
@@ -280,8 +279,6 @@ def reload_logits(base: Path, adapter: Path, seq: int):
 
 def sharded_rows(base: Path, workdir: Path, device: str, steps: int, batch: int, seq: int, precision: str, launch: bool) -> list[list[str]]:
     import importlib.util
-
-    import torch
 
     results, rows = {}, []
     for mode, extra in SHARDED_MODES.items():

@@ -87,20 +87,23 @@ def _deepspeed_acc(micro_batch="auto", stage=2, train_batch="auto"):
     return SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, state=SimpleNamespace(deepspeed_plugin=plugin), num_processes=2)
 
 
-def test_micro_batch_size_comes_from_train_batch_size():
+def test_deepspeed_takes_micro_batch_and_clipping_from_the_mmkit_config():
     acc = _deepspeed_acc()
-    distributed.set_micro_batch_size(acc, 12)
+    distributed.configure_deepspeed(acc, 12, 0.5)
     plugin = acc.state.deepspeed_plugin
     # What Accelerator._prepare_deepspeed checks before it would ask the (batch-sampler) DataLoader for a size.
     assert not plugin.is_auto("train_micro_batch_size_per_gpu")
     assert plugin.get_value("train_micro_batch_size_per_gpu") == 12
+    assert plugin.get_value("gradient_clipping") == 0.5  # "auto" would be 1.0: train.max_grad_norm ignored
 
     same = _deepspeed_acc(micro_batch=12, train_batch=96)
-    distributed.set_micro_batch_size(same, 12)
+    distributed.configure_deepspeed(same, 12, 1.0)
     assert same.state.deepspeed_plugin.deepspeed_config["train_batch_size"] == "auto"  # recomputed by accelerate
 
     with pytest.raises(UserError, match="train_micro_batch_size_per_gpu=4 but train.batch_size is 12"):
-        distributed.set_micro_batch_size(_deepspeed_acc(micro_batch=4), 12)
+        distributed.configure_deepspeed(_deepspeed_acc(micro_batch=4), 12, 1.0)
+    ddp = SimpleNamespace(distributed_type="MULTI_GPU")
+    distributed.configure_deepspeed(ddp, 12, 1.0)  # nothing to do without DeepSpeed
 
 
 def test_generation_syncs_processes_only_when_weights_are_sharded():

@@ -8,7 +8,6 @@ same call returns the unwrapped model's state dict, so one code path serves all 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from mmkit.errors import UserError
@@ -38,23 +37,31 @@ def is_sharded(acc) -> bool:
     return acc.distributed_type == DistributedType.FSDP or zero_stage(acc) == 3
 
 
-def set_micro_batch_size(acc, batch_size: int) -> None:
-    """DeepSpeed needs a fixed per-process batch (`train_micro_batch_size_per_gpu`) and takes it from the
-    DataLoader's `batch_size`, which is None with mmkit's batch sampler: set it from `train.batch_size` before
-    anything is prepared. A DeepSpeed config file that fixes another number would train a different batch."""
+def configure_deepspeed(acc, batch_size: int, max_grad_norm: float) -> None:
+    """What DeepSpeed takes from its own config rather than from the training loop, filled from mmkit's.
+
+    - `train_micro_batch_size_per_gpu`: accelerate reads it from the DataLoader's `batch_size`, which is None with
+      mmkit's batch sampler (prepare raises): set it from `train.batch_size` before anything is prepared.
+    - `gradient_clipping`: DeepSpeed clips inside its step and `accelerator.clip_grad_norm_` does nothing, while
+      "auto" means 1.0: set it from `train.max_grad_norm` (0: off).
+    A DeepSpeed config file that fixes other numbers would train a different run than the mmkit config says."""
     if not is_deepspeed(acc):
         return
-    plugin = acc.state.deepspeed_plugin
-    configured = plugin.deepspeed_config.get("train_micro_batch_size_per_gpu", "auto")
-    if configured not in ("auto", batch_size):
-        raise UserError(
-            f"the DeepSpeed config sets train_micro_batch_size_per_gpu={configured} but train.batch_size is {batch_size}: "
-            "set it to \"auto\" in the DeepSpeed config (mmkit fills it from train.batch_size), or make them equal"
-        )
-    plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = batch_size
+    config = acc.state.deepspeed_plugin.deepspeed_config
+    for key, value, setting in (
+        ("train_micro_batch_size_per_gpu", batch_size, "train.batch_size"),
+        ("gradient_clipping", max_grad_norm, "train.max_grad_norm"),
+    ):
+        configured = config.get(key, "auto")
+        if configured not in ("auto", value):
+            raise UserError(
+                f"the DeepSpeed config sets {key}={configured} but {setting} is {value}: set it to \"auto\" in the "
+                f"DeepSpeed config (mmkit fills it from {setting}), or make them equal"
+            )
+        config[key] = value
     # train_batch_size = micro batch x accumulation x processes; accelerate fills it in when it is "auto".
-    if plugin.deepspeed_config.get("train_batch_size") not in (None, "auto"):
-        plugin.deepspeed_config["train_batch_size"] = "auto"
+    if config.get("train_batch_size") not in (None, "auto"):
+        config["train_batch_size"] = "auto"
 
 
 def gathered_state_dict(acc, model) -> dict[str, Any]:
@@ -66,8 +73,7 @@ def gathered_state_dict(acc, model) -> dict[str, Any]:
             "DeepSpeed ZeRO-3 cannot gather the weights to save them: set zero3_save_16bit_model: true in the "
             "accelerate config (deepspeed_config section), as recipes/accelerate/deepspeed_zero3.yaml does"
         )
-    state = acc.get_state_dict(model)
-    return {name: value for name, value in state.items()}
+    return acc.get_state_dict(model)
 
 
 def gathered_trainable_state(acc, model) -> dict[str, Any]:
@@ -93,16 +99,6 @@ def generation_kwargs(acc) -> dict[str, Any]:
     or the others wait forever. transformers turns it on by itself only when it knows of ZeRO-3
     (zero3_init_flag), so say it."""
     return {"synced_gpus": True} if is_sharded(acc) and acc.num_processes > 1 else {}
-
-
-def fsdp_loading_note() -> str | None:
-    """FSDP with cpu-RAM-efficient loading: transformers loads real weights on local rank 0 only (the others
-    build on the meta device and receive the weights by broadcast); the flag travels by environment variable."""
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true") and os.environ.get(
-        "FSDP_CPU_RAM_EFFICIENT_LOADING", "false"
-    ).lower() not in ("1", "true"):
-        return "FSDP without fsdp_cpu_ram_efficient_loading: every process loads a full copy of the checkpoint into CPU memory"
-    return None
 
 
 def load_trainable_state(acc, model, state: dict[str, Any]) -> None:

@@ -108,7 +108,7 @@ class Trainer:
         from transformers import get_scheduler
 
         cfg, acc = self.cfg.train, self.acc
-        distributed.set_micro_batch_size(acc, cfg.batch_size)  # before the first prepare: DeepSpeed reads it there
+        distributed.configure_deepspeed(acc, cfg.batch_size, cfg.max_grad_norm)  # before the first prepare reads it
         pin = torch.cuda.is_available()
         collator = self.task.collator(self.processor)
         train = self.datasets["train"]
