@@ -399,7 +399,9 @@ def vlm_row(kind: str, device: str, tiny: bool, batch: int, steps: int) -> dict:
             model, config = vlm_replica(kind, tiny)
         finally:
             torch.set_default_dtype(torch.float32)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # transformers 5.24 renamed it; the GPU machine's 5.17 may have the old name only.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})
     model.enable_input_require_grads()
     model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=r".*language_model.*\.(q_proj|v_proj)$"))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
