@@ -199,14 +199,14 @@ def blip64(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def small_fusion(tmp_path_factory):
-    return fusion_splits(tmp_path_factory.mktemp("blip-fusion-small"), n_train=32, n_eval=16)
+    return fusion_splits(tmp_path_factory.mktemp("blip-fusion-small"), n_train=16, n_eval=8)
 
 
 @pytest.fixture(scope="module")
 def qlora_run(tmp_path_factory, blip64, small_fusion):
     pytest.importorskip("bitsandbytes", reason="the 4-bit path needs bitsandbytes: pip install 'mmkit[quantization]'")
     out = tmp_path_factory.mktemp("blip-4bit") / "run"
-    settings = overrides(blip64, small_fusion, out, **{"model.quantization": "4bit", "train.max_steps": 4})
+    settings = overrides(blip64, small_fusion, out, **{"model.quantization": "4bit", "train.max_steps": 2, "train.batch_size": 8})
     return out, finetune(load_config(None, settings))
 
 

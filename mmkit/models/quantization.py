@@ -21,13 +21,18 @@ def check_quantization(cfg, spec) -> None:
     mode = cfg.model.quantization
     if not mode:
         return
+    if cfg.model.init == "scratch":
+        raise UserError(
+            f"model.quantization={mode} stores pretrained weights in {mode}; model.init=scratch trains random weights "
+            "in full: leave model.quantization empty"
+        )
     if not cfg.lora.enabled:
         raise UserError(
             f"model.quantization={mode} freezes the base in {mode} and trains LoRA adapters on it; it cannot fine-tune "
             "every weight: set lora.enabled=true, or leave model.quantization empty for full fine-tuning"
         )
     encoder = getattr(spec, "encoder_class", None)
-    if encoder is None or not getattr(encoder, "supports_quantization", False):
+    if encoder is None or not encoder.supports_quantization:
         name = encoder.family if encoder is not None else f"{spec.family.name} ({cfg.task})"
         raise UserError(
             f"model.quantization is not available for {name} models in mmkit: their task head or trained parts sit "
@@ -81,11 +86,9 @@ def quantization_kwargs(model_cfg) -> dict[str, Any]:
     return {"quantization_config": config, "device_map": {"": PartialState().device}}
 
 
-def prepare_quantized(model, enabled: bool) -> None:
+def prepare_quantized(model) -> None:
     """PEFT's preparation of a k-bit base for training (norms and other small weights upcast to float32,
     everything frozen). Run on every build and restore alike, so a reloaded run is the trained model."""
-    if not enabled:
-        return
     from peft import prepare_model_for_kbit_training
 
     # Gradient checkpointing is train.gradient_checkpointing's business (the trainer turns it on).

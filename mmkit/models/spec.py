@@ -514,7 +514,8 @@ class ImageTextSpec(ModelSpec):
         from mmkit.models.quantization import prepare_quantized
 
         encoder = self.encoder_class.load(self.model_cfg, self.source)
-        prepare_quantized(encoder.model, bool(self.model_cfg.quantization))
+        if self.model_cfg.quantization:  # only families with one `model` allow it (supports_quantization)
+            prepare_quantized(encoder.model)
         model = MultimodalClassifier(encoder, len(labels), self.model_cfg.head_hidden, self.model_cfg.head_dropout)
         return model, [HEAD_NAME, *encoder.extra_trainable_modules(self.model_cfg)]
 
