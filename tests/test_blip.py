@@ -56,6 +56,22 @@ def overrides(model, data, output, **extra) -> dict:
     return settings
 
 
+def _args(settings: dict) -> list[str]:
+    """`mmkit train CONFIG` arguments: the settings in a YAML file beside the (not yet existing) run folder."""
+    config = Path(settings["train.output_dir"]).parent / "config.yaml"
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    return [str(config)]
+
+
+def _assert_refused(code, stderr, out, *fragments):
+    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert not out.exists(), "nothing is written before the checks pass"
+
+
 def batch_of(trained, data_file, n=8):
     rows = [json.loads(line) for line in data_file.read_text().splitlines()[:n]]
     folder = data_file.parent
@@ -91,10 +107,16 @@ def blip_run(tmp_path_factory, fusion):
     return out, finetune(load_config(None, overrides(model, fusion, out)))
 
 
-def test_blip_learns_the_fusion_task_and_needs_the_image(blip_run, fusion):
+@pytest.fixture(scope="module")
+def blip_trained(blip_run):
+    """The finished run as `load_trained` reads it (adapter + head on a fresh base), loaded once."""
+    return load_trained(str(blip_run[0]))
+
+
+def test_blip_learns_the_fusion_task_and_needs_the_image(blip_run, blip_trained, fusion):
     run, metrics = blip_run
     assert metrics["accuracy"] >= 0.95, metrics
-    trained = load_trained(str(run))
+    trained = blip_trained
     assert accuracy(trained, fusion["test"]) == metrics["accuracy"]
     # Grey images: the colour is gone and the XOR is a coin toss, so the model must have read the image.
     assert accuracy(trained, fusion["test"], blank_images=True) <= 0.7
@@ -107,9 +129,9 @@ def test_blip_learns_the_fusion_task_and_needs_the_image(blip_run, fusion):
     assert any("mm_head" in k for k in adapter)
 
 
-def test_adapter_and_head_reload_on_a_fresh_base_to_identical_logits(blip_run, fusion):
+def test_adapter_and_head_reload_on_a_fresh_base_to_identical_logits(blip_run, blip_trained, fusion):
     run, _ = blip_run
-    trained = load_trained(str(run))
+    trained = blip_trained
     reference = trained.task.spec.build(trained.labels, trained.processor).eval()
     load_trainable_state_dict(reference, load_file(str(run / "checkpoints" / "best" / "trainable.safetensors")))
     batch = batch_of(trained, fusion["test"])
@@ -117,7 +139,7 @@ def test_adapter_and_head_reload_on_a_fresh_base_to_identical_logits(blip_run, f
         assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
 
 
-def test_predict_agrees_with_eval(blip_run, fusion, tmp_path):
+def test_predict_agrees_with_eval(blip_run, blip_trained, fusion, tmp_path):
     """`mmkit predict RUN TEXT --image` gives the labels `mmkit eval` scores on the same rows. Half the rows get a
     grey image, so the predictions are not simply the gold labels; rows the model is unsure of (p < 0.55) are left
     out, where batched and single-row arithmetic may round to different sides. The command is run on two rows
@@ -132,7 +154,7 @@ def test_predict_agrees_with_eval(blip_run, fusion, tmp_path):
     rows = [json.loads(line) for line in fusion["test"].read_text().splitlines()[:24]]
     for row in rows[::2]:
         row["image"] = "images/grey.png"
-    trained = load_trained(str(run))
+    trained = blip_trained
     answers = [predict(trained, {"text": r["text"], "image": str(folder / r["image"])}) for r in rows]
     for row, answer in list(zip(rows, answers))[:2]:
         code, stdout, stderr = cli("predict", str(run), row["text"], "--image", str(folder / row["image"]), "--json")
@@ -173,22 +195,6 @@ def test_a_captioning_checkpoint_is_refused(tmp_path, fusion):
 
 
 # --- model.quantization ----------------------------------------------------------------------------------------
-
-
-def _args(settings: dict) -> list[str]:
-    """`mmkit train CONFIG key=value...`: the settings in a YAML file beside the (not yet existing) run folder."""
-    config = Path(settings["train.output_dir"]).parent / "config.yaml"
-    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
-    return [str(config)]
-
-
-def _assert_refused(code, stderr, out, *fragments):
-    lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    assert code == 2 and "Traceback" not in stderr, stderr[-2000:]
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert not out.exists(), "nothing is written before the checks pass"
 
 
 @pytest.fixture(scope="module")
