@@ -3,7 +3,7 @@ and what the image adds to a real text encoder.
 
 Three parts, each side in its own subprocess (so peak memory is its own):
 
-  families   tiny CLIP, BLIP-2, LLaVA and two-tower checkpoints (built here, random weights: this measures the
+  families   tiny CLIP, BLIP-2, LLaVA, two-tower and BLIP checkpoints (built here, random weights: this measures the
              pipeline, not quality) trained 1 epoch at batch 8 through mmkit: train step time, peak memory
              (max RSS), adapter size, test accuracy.
   compare    the tiny CLIP job, mmkit against the plain transformers Trainer + PEFT with a hand-written fusion
@@ -35,6 +35,7 @@ from common import REPO, SHARED, peak_rss_mb, run_side  # noqa: E402
 DATA = SHARED / "multimodal_sentiment" / "mvsa_single"
 LABELS = ["negative", "neutral", "positive"]
 FAMILIES = ("clip", "blip2", "llava", "two_tower")
+FAMILIES += ("blip",)
 CLMLF = {"accuracy": 0.7533, "weighted_f1": 0.7346}  # Li et al. 2022, MVSA-Single
 
 
@@ -51,6 +52,10 @@ def tiny_model(family: str, folder: Path) -> dict:
     import builders_multimodal as b
     from builders import build_tiny_bert
 
+    if family == "blip":
+        from builders_blip import build_tiny_blip
+
+        return {"model.name_or_path": str(build_tiny_blip(folder / "blip"))}
     if family == "two_tower":
         return {"model.text": str(build_tiny_bert(folder / "bert")), "model.vision": str(b.build_tiny_vit(folder / "vit"))}
     build = {"clip": b.build_tiny_clip, "blip2": b.build_tiny_blip2, "llava": b.build_tiny_llava}[family]

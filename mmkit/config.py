@@ -53,6 +53,7 @@ class ModelConfig:
     revision: Optional[str] = opt(None, "Hub branch, tag or commit of the checkpoint")
     trust_remote_code: bool = opt(False, "run Python code shipped with the checkpoint (only for checkpoints you trust)")
     dtype: Literal["float32", "bfloat16", "float16"] = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
+    quantization: Optional[Literal["4bit", "8bit"]] = opt(None, "load the frozen base in 4-bit (NF4, QLoRA) or 8-bit through bitsandbytes (pip install 'mmkit[quantization]'); LoRA runs only; empty: model.dtype")
     pooling: Literal["auto", "mean", "model"] = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
     # image(+text) models
     text: Optional[str] = opt(None, "two-tower image+text model: the text encoder (Hub id or folder; empty: the embedded MiniLM when model.vision is set)")

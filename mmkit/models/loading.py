@@ -27,7 +27,10 @@ def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True) -> dict[s
     if with_dtype:
         import torch
 
+        from mmkit.models.quantization import quantization_kwargs
+
         kwargs["dtype"] = getattr(torch, model_cfg.dtype)
+        kwargs.update(quantization_kwargs(model_cfg))  # model.quantization: 4-bit / 8-bit base, loaded on its device
     if model_cfg.revision:
         kwargs["revision"] = model_cfg.revision
     return kwargs

@@ -55,6 +55,14 @@ SCRATCH_FAMILIES = ("marian", "gpt2")
 def model_spec(cfg: Config, head: str, base: str | None = None) -> "ModelSpec":
     """The model `cfg.model` describes, with the head a task needs. `base`: load the base checkpoint from
     there instead of model.name_or_path (the same model, e.g. a local copy)."""
+    from mmkit.models.quantization import check_quantization
+
+    spec = _model_spec(cfg, head, base)
+    check_quantization(cfg, spec)  # refused while the config is checked, before anything is loaded or written
+    return spec
+
+
+def _model_spec(cfg: Config, head: str, base: str | None) -> "ModelSpec":
     model = cfg.model
     if head == "image-text-classification":
         return ImageTextSpec(cfg, base)
@@ -503,8 +511,11 @@ class ImageTextSpec(ModelSpec):
 
     def _with_head(self, labels, processor):
         from mmkit.models.multimodal.classifier import HEAD_NAME, MultimodalClassifier
+        from mmkit.models.quantization import prepare_quantized
 
         encoder = self.encoder_class.load(self.model_cfg, self.source)
+        if self.model_cfg.quantization:  # only families with one `model` allow it (supports_quantization)
+            prepare_quantized(encoder.model)
         model = MultimodalClassifier(encoder, len(labels), self.model_cfg.head_hidden, self.model_cfg.head_dropout)
         return model, [HEAD_NAME, *encoder.extra_trainable_modules(self.model_cfg)]
 

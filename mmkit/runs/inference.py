@@ -64,15 +64,21 @@ def _hub_run(repo_id: str, revision: str | None) -> RunDir:
     return run
 
 
-def load_trained(run_or_repo: str, revision: str | None = None, base: str | None = None, trust_remote_code: bool = False) -> TrainedModel:
+def load_trained(
+    run_or_repo: str, revision: str | None = None, base: str | None = None, trust_remote_code: bool = False,
+    unquantized: bool = False,
+) -> TrainedModel:
     """The run's model in eval mode: its adapter (and head) on a fresh base, or its full weights.
 
     The base is the one recorded in the adapter config; `base` loads it from elsewhere and must name the
     same model (a mismatch is a UserError). Code shipped with a checkpoint runs only with `trust_remote_code`
-    (the user's --trust-remote-code), never because a run folder's own config.yaml says so."""
+    (the user's --trust-remote-code), never because a run folder's own config.yaml says so. `unquantized`:
+    a run trained on a 4-/8-bit base (model.quantization) loads its adapter on the base in model.dtype."""
     run = resolve_run(run_or_repo, revision)
     cfg = run.read_config()
     cfg.model.trust_remote_code = trust_remote_code
+    if unquantized:
+        cfg.model.quantization = None
     if run.has_adapter:
         base = base_for(run, cfg, base)
     elif base:
