@@ -43,9 +43,24 @@ def attach_lora(
         modules_to_save=head_modules or None,
         task_type=task_type,
         revision=revision,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        init_lora_weights=True if lora.init == "default" else lora.init,
         **({"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}),
     )
     return get_peft_model(model, peft_config)
+
+
+def describe_lora(model, lora: LoraConfig) -> str:
+    """One line for the start banner: the method, its settings and the modules it adapts."""
+    if not lora.enabled:
+        return "full fine-tuning"
+    peft_cfg = next(iter(model.peft_config.values()))
+    targets = peft_cfg.target_modules
+    targets = ", ".join(sorted(targets)) if isinstance(targets, (set, list)) else targets
+    name = "DoRA" if lora.use_dora else "LoRA"
+    extras = [text for flag, text in ((lora.use_rslora, "rsLoRA scaling"), (lora.init != "default", f"init {lora.init}")) if flag]
+    return f"{name} r={lora.r} alpha={lora.alpha} dropout={lora.dropout}{''.join(', ' + e for e in extras)} on {targets}"
 
 
 def parameter_counts(model) -> tuple[int, int]:
