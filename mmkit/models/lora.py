@@ -85,9 +85,9 @@ def save_adapter(model, folder) -> None:
     initial = getattr(model, "_mmkit_initial_adapter", None)
     conversion = {"path_initial_model_for_weight_conversion": f"{initial.name}/{_INITIAL_ADAPTER}"} if initial else {}
     with warnings.catch_warnings():
-        # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA should be
-        # converted: this is that conversion.
-        warnings.filterwarnings("ignore", message="PiSSA changes the base weights")
+        # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA/OLoRA should
+        # be converted: this is that conversion.
+        warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights")
         model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False, **conversion)
     if initial:
         _restore_non_lora_weights(model, folder)
