@@ -82,6 +82,32 @@ def test_a_missing_tracker_is_one_line_before_anything_is_written(tiny_bert, toy
     assert not run.exists()
 
 
+def test_report_to_choices(tmp_path):
+    from mmkit.training.tracking import requested_trackers
+
+    assert requested_trackers(load_config(None, {})) == []
+    assert requested_trackers(load_config(None, {"train.report_to": "none"})) == []
+    assert requested_trackers(load_config(None, {"train.report_to": "tensorboard"})) == ["tensorboard"]
+    assert "tensorboard" in requested_trackers(load_config(None, {"train.report_to": "all"}))
+    with pytest.raises(UserError, match="none together with tensorboard"):
+        requested_trackers(load_config(None, {"train.report_to": ["none", "tensorboard"]}))
+    with pytest.raises(UserError, match="must be one of none, tensorboard"):
+        load_config(None, {"train.report_to": "tensorbord"})
+
+
+def test_a_tracker_that_cannot_start_is_one_line():
+    from types import SimpleNamespace
+
+    from mmkit.training.tracking import start_trackers
+
+    def unreachable(*_args, **_kwargs):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    accelerator = SimpleNamespace(log_with=["wandb"], trackers=[], init_trackers=unreachable)
+    with pytest.raises(UserError, match=r"wandb could not start \(ConnectionError: .*Name or service not known\); .*WANDB_MODE=offline"):
+        start_trackers(accelerator, load_config(None, {}), "run", {"train": {"seed": 1}})
+
+
 # --- early stopping ------------------------------------------------------------------------------------------
 
 # A threshold no macro-F1 gain can pass: after the first validation none counts as an improvement, so the run

@@ -106,8 +106,10 @@ class Trainer:
             "evals_without_improvement": 0,  # early stopping: validations since the best metric last improved enough
             "stopped_early": False,
         }
-        weights = self.class_weight_values = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
-        self.class_weights = None
+        weights = None
+        if cfg.train.class_weights != "none":  # reading the label column costs time on a large split: only if used
+            weights = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
+        self.class_weight_values, self.class_weights = weights, None
         if weights is not None:
             import torch
 
@@ -307,7 +309,7 @@ class Trainer:
             f"  output     {self.run.path}",
         ]
         if self.class_weights is not None:
-            shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(self.labels, self.class_weights.tolist()))
+            shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(self.labels, self.class_weight_values))
             lines.append(f"  loss       cross-entropy with class weights ({_setting_text(cfg.train.class_weights)}): {shown}")
         if cfg.train.early_stopping_patience:
             lines.append(
