@@ -111,8 +111,8 @@ class LoraConfig:
     towers: Optional[list[str]] = opt(
         None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; empty: the family's default"
     )
-    use_dora: bool = opt(False, "DoRA: learn each adapted weight's magnitude apart from its direction (slower steps, often better at low rank)")
-    use_rslora: bool = opt(False, "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (keeps high ranks learning)")
+    use_dora: bool = opt(False, "DoRA: train each adapted weight's magnitude apart from its direction (more compute per step)")
+    use_rslora: bool = opt(False, "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (meant for high ranks)")
     init: LoraInit = opt("default", "LoRA init: default (B = 0) | gaussian | orthogonal | pissa (principal singular vectors) | olora (QR of the weight)")
 
 
@@ -144,7 +144,7 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "recompute activations in backward: less memory, ~30% slower")
     torch_compile: bool = opt(False, "compile the model with torch.compile (inductor)")
     push_to_hub: Optional[str] = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
-    report_to: Optional[list[Tracker]] = opt(None, "experiment trackers: none | tensorboard | wandb | mlflow | trackio | all (the installed ones), or a list")
+    report_to: Optional[list[Tracker]] = opt(None, "experiment trackers: none | tensorboard | wandb | mlflow | trackio | all (the installed ones), or a list; empty: none")
     project: str = opt("mmkit", "trackers: the project (wandb/trackio project, mlflow experiment, tensorboard folder under RUN/logs)")
     run_name: Optional[str] = opt(None, "trackers: the run's name; empty: the name of train.output_dir")
     early_stopping_patience: Optional[int] = opt(None, "stop after this many validations without the best metric improving by early_stopping_threshold; empty: off", ge=1)
