@@ -27,7 +27,7 @@ from mmkit.config import Config
 from mmkit.errors import UserError
 from mmkit.models.families import Family, auto_targets, check_targets, family_of, model_id_for_records, resolve_model_path
 from mmkit.models.loading import load_config_of, load_pretrained, load_tokenizer, pretrained_kwargs, quiet_transformers
-from mmkit.models.lora import attach_lora
+from mmkit.models.lora import attach_lora, save_adapter
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_FILES = (ADAPTER_CONFIG_FILE, "adapter_model.safetensors")
@@ -161,7 +161,10 @@ class ModelSpec:
 
     def save(self, model, folder: Path) -> None:
         """The trained weights (adapter + head, or the whole model) as `weight_files()` name them."""
-        model.save_pretrained(folder, safe_serialization=True)
+        if hasattr(model, "peft_config"):
+            save_adapter(model, folder)
+        else:
+            model.save_pretrained(folder, safe_serialization=True)
 
     def merged_note(self) -> str:
         """What `mmkit merge` wrote, and how to load it."""
