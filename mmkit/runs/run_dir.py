@@ -8,6 +8,7 @@
       config.json, model.safetensors   ... or the whole model (lora.enabled=false)
       tokenizer.json, ...       tokenizer / processor
       metrics.json              final metrics (flat keys), train_log.jsonl, loss_curve.png, confusion_matrix.png
+      report.html               config, metrics, curves and the worst rows in one self-contained page
       checkpoints/step-N/       resumable state (trainable weights, optimizer, scheduler, RNG, position)
       checkpoints/best/         the best weights so far, by the validation metric
       eval/                     what `mmkit eval` writes by default
@@ -37,10 +38,11 @@ METRICS_FILE = "metrics.json"
 TRAIN_LOG_FILE = "train_log.jsonl"
 LOSS_PLOT_FILE = "loss_curve.png"
 CONFUSION_PLOT_FILE = "confusion_matrix.png"
+REPORT_FILE = "report.html"
 CHECKPOINTS_DIR = "checkpoints"
 MARKER_FILE = ".mmkit-run.json"
 # What a run writes besides the model files the spec names (those are recorded in the marker when saved).
-OWN_ENTRIES = (CONFIG_FILE, LABELS_FILE, METRICS_FILE, TRAIN_LOG_FILE, LOSS_PLOT_FILE, CONFUSION_PLOT_FILE, CHECKPOINTS_DIR,
+OWN_ENTRIES = (CONFIG_FILE, LABELS_FILE, METRICS_FILE, TRAIN_LOG_FILE, LOSS_PLOT_FILE, CONFUSION_PLOT_FILE, REPORT_FILE, CHECKPOINTS_DIR,
                "eval", "translations.jsonl", MARKER_FILE, ".staging-*")
 
 _UMASK = os.umask(0)
