@@ -12,7 +12,7 @@ from mmkit.config import Config
 from mmkit.data import load_split
 from mmkit.errors import UserError
 from mmkit.runs.report import write_report
-from mmkit.runs.run_dir import CONFIG_FILE, REPORT_FILE, TRAIN_LOG_FILE, RunDir
+from mmkit.runs.run_dir import CONFIG_FILE, REPORT_FILE, TRAIN_LOG_FILE, RunDir, read_train_log
 from mmkit.tasks import EvalResult, Task, build_task
 from mmkit.training.evaluation import eval_loader, rows_in, run_evaluation, write_eval_outputs
 
@@ -109,23 +109,6 @@ def evaluate_run(
         history=read_train_log(trained.run.file(TRAIN_LOG_FILE)), title=trained.run.path.name,
     )
 
-
-def read_train_log(path: Path) -> list[dict[str, Any]]:
-    """train_log.jsonl records (none when the run has no log, e.g. a Hub repo); a broken line is a UserError."""
-    if not path.is_file():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            raise UserError(f"{path} line {number} is not JSON ({err}); it must be the train_log.jsonl a run wrote") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path} line {number} is not a JSON object; it must be the train_log.jsonl a run wrote")
-        records.append(record)
-    return records
 
 
 def evaluate_on(task: Task, build_model, processor, labels, source: str, split: str, out_dir: Path,

@@ -70,6 +70,24 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_train_log(path: Path) -> list[dict[str, Any]]:
+    """train_log.jsonl records (none when the run has no log, e.g. a Hub repo); a broken line is a UserError."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise UserError(f"{path} line {number} is not JSON ({err}); it must be the train_log.jsonl a run wrote") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path} line {number} is not a JSON object; it must be the train_log.jsonl a run wrote")
+        records.append(record)
+    return records
+
+
 def move_into(staging: Path, destination: Path) -> list[str]:
     """Move every file of `staging` into `destination` (rename: each file appears whole or not at all)."""
     moved = []
