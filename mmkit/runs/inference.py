@@ -110,7 +110,6 @@ def evaluate_run(
     )
 
 
-
 def evaluate_on(task: Task, build_model, processor, labels, source: str, split: str, out_dir: Path,
                 batch_size: int, facts: dict[str, Any] | None = None, history: list[dict] | None = None,
                 title: str | None = None) -> tuple[EvalResult, dict[str, Any], Path]:

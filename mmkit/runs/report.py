@@ -18,7 +18,7 @@ from mmkit.runs.run_dir import REPORT_FILE, atomic_write_text
 THUMBNAIL_SIDE = 112  # pixels: enough to recognise a photo, small enough for 20 rows inline
 # Shown first in the config summary (when set); the whole config is one click away below it.
 SUMMARY_KEYS = (
-    "task", "model.name_or_path", "model.text", "model.vision", "model.init", "lora.enabled", "lora.r", "lora.alpha",
+    "task", "model.name_or_path", "model.text", "model.vision", "model.init", "model.config.family", "lora.enabled", "lora.r", "lora.alpha",
     "lora.target_modules", "train.learning_rate", "train.batch_size", "train.epochs", "train.max_steps", "train.seed",
     "data.train", "data.validation", "data.test",
 )
@@ -43,7 +43,7 @@ def format_number(value: Any) -> str:
         return "" if value is None else str(value)
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if isinstance(value, int) or value.is_integer() and abs(value) >= 1000:
+    if isinstance(value, int) or (value.is_integer() and abs(value) > 1):  # counts; a score of 1.0 keeps its decimals
         return f"{int(value):,}"
     return f"{value:.4f}"
 
@@ -91,13 +91,14 @@ def thumbnail(reference: Any) -> str | None:
 
 
 def worst_table(task, worst: list[dict[str, Any]], split) -> tuple[list[str], list[list[dict[str, Any]]]]:
-    """Headers and cells of the worst-rows table. A cell is {"text": ...}, {"image": data URI} or {"number": ...}."""
+    """Headers and cells of the worst-rows table. A cell is {"text": ...} (wrapped), {"label": ...} (kept on one
+    line), {"image": data URI} or {"number": ...}."""
     headers: list[str] = []
     rows = []
     for record in worst:
         content = task.row_content(split, record["row_index"]) if split is not None else {}
         where = split.where(record["row_index"]) if split is not None else f"row {record['row_index'] + 1}"
-        cells: dict[str, dict[str, Any]] = {"row": {"text": where}}
+        cells: dict[str, dict[str, Any]] = {"row": {"where": where}}
         if "image" in content:
             uri = thumbnail(content["image"])
             cells["image"] = {"image": uri} if uri else {"text": "(image unreadable)"}
@@ -105,7 +106,7 @@ def worst_table(task, worst: list[dict[str, Any]], split) -> tuple[list[str], li
             cells["text"] = {"text": content["text"]}
         if "gold" in record:  # one label per row
             cells.update({
-                "gold": {"text": record["gold"]}, "predicted": {"text": record["predicted"]},
+                "gold": {"label": record["gold"]}, "predicted": {"label": record["predicted"]},
                 "p(predicted)": {"number": record["p_predicted"]}, "p(gold)": {"number": record["p_gold"]},
             })
         elif "missed" in record:  # NER: spans are (type, first word, last word)
@@ -136,6 +137,10 @@ def render_report(task, cfg, *, title: str, split_name: str | None, result=None,
 
     config = flat_config(cfg.to_dict())
     summary = {key: config[key] for key in SUMMARY_KEYS if config.get(key) not in (None, [], "")}
+    if not config.get("lora.enabled"):  # a full fine-tune: the LoRA settings did nothing
+        summary = {key: value for key, value in summary.items() if not key.startswith("lora.") or key == "lora.enabled"}
+    if config.get("model.init") != "scratch":
+        summary.pop("model.config.family", None)
     metric = cfg.train.metric_for_best or task.default_metric
     figures = []
     if history and any(r.get("kind") == "train" for r in history):
