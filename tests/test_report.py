@@ -283,3 +283,21 @@ def test_compare_refuses_what_is_not_a_run_before_writing(run, tmp_path, capsys)
         main(["compare", "--help"])
     help_text = capsys.readouterr().out
     assert "examples:" in help_text and "compare.html" in help_text and "--output" in help_text
+
+
+def test_image_rows_get_an_inline_thumbnail(tmp_path):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from mmkit.runs.report import THUMBNAIL_SIDE, thumbnail
+
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (640, 320), (200, 40, 40)).save(photo)
+    uri = thumbnail(str(photo))
+    assert uri.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as small:
+        assert max(small.size) <= THUMBNAIL_SIDE and small.size[0] == 2 * small.size[1]  # shrunk, shape kept
+    (tmp_path / "gone.jpg").write_bytes(b"not a jpeg")
+    assert thumbnail(str(tmp_path / "gone.jpg")) is None  # changed since the run: the row says so, the report is still written
