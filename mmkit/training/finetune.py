@@ -14,7 +14,8 @@ from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
 from mmkit.models.families import model_id_for_records
-from mmkit.runs.run_dir import LOSS_PLOT_FILE, RunDir, atomic_write_json, move_into
+from mmkit.runs.report import write_report
+from mmkit.runs.run_dir import LOSS_PLOT_FILE, REPORT_FILE, RunDir, atomic_write_json, move_into
 from mmkit.tasks import build_task
 from mmkit.training.evaluation import rows_in, write_eval_outputs
 from mmkit.training.plots import plot_loss_curve
@@ -135,6 +136,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
     metrics: dict[str, Any] = {}
+    result = None
     if final_split:
         eval_started = time.perf_counter()
         result = trainer.evaluate(final_split)
@@ -149,6 +151,10 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if accelerator.is_main_process:
         trainer.write_train_log()
         plot_loss_curve(state["history"], run.file(LOSS_PLOT_FILE), metric=trainer.metric)
+        write_report(
+            run.file(REPORT_FILE), task, cfg, title=run.path.name, split_name=final_split, result=result,
+            split=data.splits.get(final_split), history=state["history"], facts=summary,
+        )
         accelerator.print(
             f"done in {time.perf_counter() - started:.1f} s (training {summary['train_runtime_s']} s, "
             f"{summary['train_samples_per_s']} samples/s, peak memory {summary['peak_memory_mb']:.0f} MB); "
