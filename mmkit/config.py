@@ -31,6 +31,11 @@ def opt(default: Any, help: str, ge: float | None = None, gt: float | None = Non
 TaskName = Literal["sentiment", "ner", "translation", "mm_sentiment", "image_classification"]
 # transformers schedulers that need nothing beyond warmup and total steps.
 Scheduler = Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"]
+# Experiment trackers Accelerate drives (`Accelerator(log_with=...)`); "all": every one whose package is installed.
+Tracker = Literal["none", "tensorboard", "wandb", "mlflow", "trackio", "all"]
+# PEFT's `init_lora_weights` choices that need nothing beyond the base weights (eva/corda/loftq need data or
+# extra configs). pissa and olora also rewrite the base weights; the saved adapter is converted back.
+LoraInit = Literal["default", "gaussian", "orthogonal", "pissa", "olora"]
 BleuTokenizer = Literal["auto", "13a", "zh", "intl", "char", "none", "ja-mecab", "ko-mecab", "spm", "flores101", "flores200"]
 
 
@@ -53,6 +58,7 @@ class ModelConfig:
     revision: Optional[str] = opt(None, "Hub branch, tag or commit of the checkpoint")
     trust_remote_code: bool = opt(False, "run Python code shipped with the checkpoint (only for checkpoints you trust)")
     dtype: Literal["float32", "bfloat16", "float16"] = opt("float32", "weights dtype when loading: float32 | bfloat16 | float16")
+    quantization: Optional[Literal["4bit", "8bit"]] = opt(None, "load the frozen base in 4-bit (NF4, QLoRA) or 8-bit through bitsandbytes (pip install 'mmkit[quantization]'); LoRA runs only; empty: model.dtype")
     pooling: Literal["auto", "mean", "model"] = opt("auto", "classification: auto (mean of token states for sentence-embedding checkpoints, else the model's own head) | mean | model")
     # image(+text) models
     text: Optional[str] = opt(None, "two-tower image+text model: the text encoder (Hub id or folder; empty: the embedded MiniLM when model.vision is set)")
@@ -106,6 +112,9 @@ class LoraConfig:
     towers: Optional[list[str]] = opt(
         None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; empty: the family's default"
     )
+    use_dora: bool = opt(False, "DoRA: train each adapted weight's magnitude apart from its direction (more compute per step)")
+    use_rslora: bool = opt(False, "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (meant for high ranks)")
+    init: LoraInit = opt("default", "LoRA init: default (B = 0) | gaussian | orthogonal | pissa (principal singular vectors) | olora (QR of the weight)")
 
 
 @dataclass
@@ -136,6 +145,14 @@ class TrainConfig:
     gradient_checkpointing: bool = opt(False, "recompute activations in backward: less memory, ~30% slower")
     torch_compile: bool = opt(False, "compile the model with torch.compile (inductor)")
     push_to_hub: Optional[str] = opt(None, "Hub repo id owner/name: push the run there when training ends (token: HF_TOKEN)")
+    report_to: Optional[list[Tracker]] = opt(None, "experiment trackers: none | tensorboard | wandb | mlflow | trackio | all (the installed ones), or a list; empty: none")
+    project: str = opt("mmkit", "trackers: the project (wandb/trackio project, mlflow experiment, tensorboard folder under RUN/logs)")
+    run_name: Optional[str] = opt(None, "trackers: the run's name; empty: the name of train.output_dir")
+    early_stopping_patience: Optional[int] = opt(None, "stop after this many validations without the best metric improving by early_stopping_threshold; empty: off", ge=1)
+    early_stopping_threshold: float = opt(0.0, "early stopping: how much the best metric must improve to count as an improvement", ge=0)
+    class_weights: Union[Literal["none", "balanced"], list[float]] = opt(
+        "none", "classification and NER: weights of the classes in the loss: none | balanced (n / (classes x count) on the training labels) | [w0, w1, ...] in label order"
+    )
 
 
 @dataclass

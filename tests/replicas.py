@@ -861,6 +861,23 @@ def build_blip2_t5(folder: Path) -> Path:
     return _blip2(folder, tokenizer, text, text["vocab_size"])
 
 
+def build_blip(folder: Path) -> Path:
+    from transformers import BertTokenizer, BlipConfig, BlipForImageTextRetrieval, BlipImageProcessor, BlipProcessor
+
+    # blip-itm-base-coco: bert-base-uncased's WordPiece vocab + [DEC] (bos, 30522) and [ENC] (30523); 384 px images
+    vocab = wordpiece_vocab(BERT_HEAD, tail=["[DEC]", "[ENC]"])
+    tokenizer = BertTokenizer(vocab=vocab, do_lower_case=True, bos_token="[DEC]", extra_special_tokens=["[ENC]"])
+    tokenizer.model_max_length = 128
+    text = dict(
+        vocab_size=len(vocab), max_position_embeddings=128, pad_token_id=0, bos_token_id=vocab["[DEC]"],
+        sep_token_id=vocab["[SEP]"], **_tiny(),
+    )
+    vision = _vision("BlipVisionConfig", initializer_range=0.02).to_dict()  # the default 1e-10 is degenerate
+    config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32, image_text_hidden_size=32)
+    processor = BlipProcessor(image_processor=BlipImageProcessor(size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}), tokenizer=tokenizer)
+    return _save(folder, BlipForImageTextRetrieval, config, processor)
+
+
 LLAVA_CHAT_TEMPLATE = (  # llava-hf/llava-1.5-7b-hf's chat_template
     "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
     "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
@@ -996,6 +1013,11 @@ _TABLE = [
     Replica(
         "blip2-t5", "Salesforce/blip2-flan-t5-xl", "Blip2Processor", build_blip2_t5, "Blip2ForConditionalGeneration",
         "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="T5Tokenizer",
+    ),
+    Replica(
+        "blip", "Salesforce/blip-itm-base-coco", "BlipProcessor", build_blip, "BlipForImageTextRetrieval",
+        "BlipForImageTextRetrieval", "vision-text", text_tokenizer_class="BertTokenizer",
+        notes="no Auto class loads the ITM architecture (AutoModel gives BlipModel, without the ITM text encoder)",
     ),
     Replica(
         "llava", "llava-hf/llava-1.5-7b-hf", "LlavaProcessor", build_llava, "LlavaForConditionalGeneration",

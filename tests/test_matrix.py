@@ -72,6 +72,7 @@ MATRIX: dict[str, dict[str, str]] = {
     "nllb": {**_DECODER, "sentiment": NO_HEAD, "ner": NO_HEAD},
     "vit": {"sentiment": TEXT_ONLY, "ner": TEXT_ONLY, "translation": TEXT_ONLY, "image_classification": "pass", "mm_sentiment": NOT_IMAGE_TEXT},
     "clip": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": "pass", "mm_sentiment": "pass"},
+    "blip": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "blip2-opt": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "blip2-t5": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "llava": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
@@ -97,6 +98,7 @@ REAL = {
     "marian": "Helsinki-NLP/opus-mt-en-de", "marian-zh": "Helsinki-NLP/opus-mt-en-zh",
     "nllb": "facebook/nllb-200-distilled-600M", "vit": "google/vit-base-patch16-224",
     "clip": "openai/clip-vit-base-patch32", "blip2-opt": "Salesforce/blip2-opt-2.7b", "blip2-t5": "Salesforce/blip2-flan-t5-xl",
+    "blip": "Salesforce/blip-itm-base-coco",
     "llava": "llava-hf/llava-1.5-7b-hf", "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
 }
 # Per-cell settings a real checkpoint of the family needs (the same a user sets).

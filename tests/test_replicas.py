@@ -102,6 +102,11 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             batch = processor(text=texts, images=[_image()], padding=True, return_tensors="pt")
             out = model(**batch)
             assert out.logits_per_image.shape == (1, 2)
+        elif replica.family == "blip":  # image-text matching: the text encoder cross-attends to the image
+            batch = processor(images=[_image()], text=["the good film"], return_tensors="pt")
+            assert batch["input_ids"][0, 0] == tokenizer.cls_token_id and tokenizer.bos_token == "[DEC]"
+            out = model(**batch)
+            assert out.itm_score.shape == (1, 2) and torch.isfinite(out.itm_score).all()
         elif replica.family.startswith("blip2"):
             batch = processor(images=[_image()], text=["a photo of"], return_tensors="pt")
             image_token = model.config.image_token_index

@@ -179,7 +179,7 @@ def test_a_run_folder_cannot_switch_on_remote_code(reference, tmp_path):
     (evil / "base" / "evil.py").write_text(f"import pathlib\npathlib.Path({str(proof)!r}).touch()\n")
     code, stderr = cli("predict", str(evil), "a good film")
     assert not proof.exists(), "the run folder's code ran"
-    assert code == 2 and "trust-remote-code" in one_error_line(stderr).replace("_", "-")
+    assert code == 2 and "pass --trust-remote-code" in one_error_line(stderr)
 
 
 def test_a_missing_local_run_is_never_looked_up_on_the_hub(tmp_path, monkeypatch):

@@ -37,7 +37,9 @@ def merge_run(run_or_repo: str, output: str | Path, revision: str | None = None,
     out = Path(output).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"--output {out} already exists and is not empty; choose a new folder")
-    trained = load_trained(run_or_repo, revision, base, trust_remote_code)
+    # A run trained on a 4-/8-bit base merges into the base in model.dtype: adding the LoRA deltas into
+    # quantized weights would round them away, and the merged model is a full-precision checkpoint.
+    trained = load_trained(run_or_repo, revision, base, trust_remote_code, unquantized=True)
     if not trained.run.has_adapter:
         raise UserError(f"{run_or_repo} is a full fine-tune (no adapter): its folder already loads with transformers; nothing to merge")
     merged = merge_adapter(trained.model)

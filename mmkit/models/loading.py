@@ -27,7 +27,10 @@ def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True) -> dict[s
     if with_dtype:
         import torch
 
+        from mmkit.models.quantization import quantization_kwargs
+
         kwargs["dtype"] = getattr(torch, model_cfg.dtype)
+        kwargs.update(quantization_kwargs(model_cfg))  # model.quantization: 4-bit / 8-bit base, loaded on its device
     if model_cfg.revision:
         kwargs["revision"] = model_cfg.revision
     return kwargs
@@ -113,7 +116,10 @@ def loading_error(source: str, what: str, err: Exception) -> str:
             "Convert the checkpoint or pick one that ships safetensors"
         )
     if "trust_remote_code" in text:
-        return f"{source}: this checkpoint needs its own code; set model.trust_remote_code=true if you trust it"
+        return (
+            f"{source}: this checkpoint needs its own code (auto_map); if you trust it, set model.trust_remote_code=true "
+            "for training, or pass --trust-remote-code to mmkit eval/predict/merge (a run folder cannot switch it on)"
+        )
     return f"could not load the {what} from '{source}': {text[:300]}"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from mmkit.config import LoraConfig
 from mmkit.errors import UserError
 
@@ -43,9 +45,81 @@ def attach_lora(
         modules_to_save=head_modules or None,
         task_type=task_type,
         revision=revision,
+        use_dora=lora.use_dora,
+        use_rslora=lora.use_rslora,
+        init_lora_weights=True if lora.init == "default" else lora.init,
         **({"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}),
     )
-    return get_peft_model(model, peft_config)
+    peft_model = get_peft_model(model, peft_config)
+    if lora.init in REWRITES_BASE:
+        _keep_initial_adapter(peft_model)
+    return peft_model
+
+
+# Inits that move part of each adapted base weight into the adapter (W = W_res + B0 A0): the adapter alone fits
+# only the rewritten base. Saved, it is converted to a plain LoRA of rank 2r that fits the original base.
+REWRITES_BASE = ("pissa", "olora")
+_INITIAL_ADAPTER = "initial"
+
+
+def _keep_initial_adapter(peft_model) -> None:
+    """Save the adapter as initialised (A0, B0, head), for PEFT's conversion at save time. A temporary folder that
+    lives with the model: nothing is written into the run before training starts."""
+    import tempfile
+
+    folder = tempfile.TemporaryDirectory(prefix="mmkit-lora-init-")
+    config = peft_model.peft_config["default"]
+    init, config.init_lora_weights = config.init_lora_weights, True  # what the initial adapter must say (PEFT docs)
+    try:
+        peft_model.save_pretrained(f"{folder.name}/{_INITIAL_ADAPTER}", save_embedding_layers=False)
+    finally:
+        config.init_lora_weights = init
+    peft_model._mmkit_initial_adapter = folder
+
+
+def save_adapter(model, folder, state_dict: dict | None = None) -> None:
+    """The adapter + head as PEFT files, loadable on the original base model. `state_dict`: the full weights
+    gathered from every process (under FSDP / ZeRO-3 the model itself holds shards)."""
+    # save_embedding_layers=False: PEFT's "auto" looks the base up on the Hub (offline: two warnings) to learn
+    # whether the vocabulary grew; mmkit knows: added tokens are saved as trainable-token rows, never as a
+    # whole embedding matrix, and the base is resized to the tokenizer before the adapter is loaded.
+    initial = getattr(model, "_mmkit_initial_adapter", None)
+    conversion = {"path_initial_model_for_weight_conversion": f"{initial.name}/{_INITIAL_ADAPTER}"} if initial else {}
+    with warnings.catch_warnings():
+        # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA/OLoRA should
+        # be converted: this is that conversion.
+        warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights")
+        model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False, state_dict=state_dict, **conversion)
+    if initial:
+        _restore_non_lora_weights(model, folder)
+
+
+def _restore_non_lora_weights(model, folder) -> None:
+    """PEFT's PiSSA/OLoRA conversion (0.21) writes back only lora_A/lora_B: the head (modules_to_save) and any
+    trainable-token rows would be lost, so they are put back from the model's own adapter state."""
+    from pathlib import Path
+
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
+
+    path = Path(folder) / "adapter_model.safetensors"
+    converted = load_file(str(path))
+    for key, value in get_peft_model_state_dict(model, save_embedding_layers=False).items():
+        if "lora_A" not in key and "lora_B" not in key:
+            converted.setdefault(key, value.detach().clone().contiguous().cpu())
+    save_file(converted, str(path), metadata={"format": "pt"})
+
+
+def describe_lora(model, lora: LoraConfig) -> str:
+    """One line for the start banner: the method, its settings and the modules it adapts."""
+    if not lora.enabled:
+        return "full fine-tuning"
+    peft_cfg = next(iter(model.peft_config.values()))
+    targets = peft_cfg.target_modules
+    targets = ", ".join(sorted(targets)) if isinstance(targets, (set, list)) else targets
+    name = "DoRA" if lora.use_dora else "LoRA"
+    extras = [text for flag, text in ((lora.use_rslora, "rsLoRA scaling"), (lora.init != "default", f"init {lora.init}")) if flag]
+    return f"{name} r={lora.r} alpha={lora.alpha} dropout={lora.dropout}{''.join(', ' + e for e in extras)} on {targets}"
 
 
 def parameter_counts(model) -> tuple[int, int]:

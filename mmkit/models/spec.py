@@ -27,7 +27,7 @@ from mmkit.config import Config
 from mmkit.errors import UserError
 from mmkit.models.families import Family, auto_targets, check_targets, family_of, model_id_for_records, resolve_model_path
 from mmkit.models.loading import load_config_of, load_pretrained, load_tokenizer, pretrained_kwargs, quiet_transformers
-from mmkit.models.lora import attach_lora
+from mmkit.models.lora import attach_lora, save_adapter
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 ADAPTER_FILES = (ADAPTER_CONFIG_FILE, "adapter_model.safetensors")
@@ -55,6 +55,14 @@ SCRATCH_FAMILIES = ("marian", "gpt2")
 def model_spec(cfg: Config, head: str, base: str | None = None) -> "ModelSpec":
     """The model `cfg.model` describes, with the head a task needs. `base`: load the base checkpoint from
     there instead of model.name_or_path (the same model, e.g. a local copy)."""
+    from mmkit.models.quantization import check_quantization
+
+    spec = _model_spec(cfg, head, base)
+    check_quantization(cfg, spec)  # refused while the config is checked, before anything is loaded or written
+    return spec
+
+
+def _model_spec(cfg: Config, head: str, base: str | None) -> "ModelSpec":
     model = cfg.model
     if head == "image-text-classification":
         return ImageTextSpec(cfg, base)
@@ -154,7 +162,10 @@ class ModelSpec:
     def save(self, model, folder: Path, state_dict: dict | None = None) -> None:
         """The trained weights (adapter + head, or the whole model) as `weight_files()` name them. `state_dict`:
         the full weights gathered from every process (FSDP / ZeRO-3 leave the model itself holding shards)."""
-        model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+        if hasattr(model, "peft_config"):
+            save_adapter(model, folder, state_dict=state_dict)
+        else:
+            model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
 
     def merged_note(self) -> str:
         """What `mmkit merge` wrote, and how to load it."""
@@ -504,8 +515,11 @@ class ImageTextSpec(ModelSpec):
 
     def _with_head(self, labels, processor):
         from mmkit.models.multimodal.classifier import HEAD_NAME, MultimodalClassifier
+        from mmkit.models.quantization import prepare_quantized
 
         encoder = self.encoder_class.load(self.model_cfg, self.source)
+        if self.model_cfg.quantization:  # only families with one `model` allow it (supports_quantization)
+            prepare_quantized(encoder.model)
         model = MultimodalClassifier(encoder, len(labels), self.model_cfg.head_hidden, self.model_cfg.head_dropout)
         return model, [HEAD_NAME, *encoder.extra_trainable_modules(self.model_cfg)]
 

@@ -11,7 +11,8 @@ from typing import Any
 from mmkit.config import Config
 from mmkit.data import load_split
 from mmkit.errors import UserError
-from mmkit.runs.run_dir import CONFIG_FILE, RunDir
+from mmkit.runs.report import write_report
+from mmkit.runs.run_dir import CONFIG_FILE, REPORT_FILE, TRAIN_LOG_FILE, RunDir, read_train_log
 from mmkit.tasks import EvalResult, Task, build_task
 from mmkit.training.evaluation import eval_loader, rows_in, run_evaluation, write_eval_outputs
 
@@ -64,15 +65,21 @@ def _hub_run(repo_id: str, revision: str | None) -> RunDir:
     return run
 
 
-def load_trained(run_or_repo: str, revision: str | None = None, base: str | None = None, trust_remote_code: bool = False) -> TrainedModel:
+def load_trained(
+    run_or_repo: str, revision: str | None = None, base: str | None = None, trust_remote_code: bool = False,
+    unquantized: bool = False,
+) -> TrainedModel:
     """The run's model in eval mode: its adapter (and head) on a fresh base, or its full weights.
 
     The base is the one recorded in the adapter config; `base` loads it from elsewhere and must name the
     same model (a mismatch is a UserError). Code shipped with a checkpoint runs only with `trust_remote_code`
-    (the user's --trust-remote-code), never because a run folder's own config.yaml says so."""
+    (the user's --trust-remote-code), never because a run folder's own config.yaml says so. `unquantized`:
+    a run trained on a 4-/8-bit base (model.quantization) loads its adapter on the base in model.dtype."""
     run = resolve_run(run_or_repo, revision)
     cfg = run.read_config()
     cfg.model.trust_remote_code = trust_remote_code
+    if unquantized:
+        cfg.model.quantization = None
     if run.has_adapter:
         base = base_for(run, cfg, base)
     elif base:
@@ -105,13 +112,15 @@ def evaluate_run(
     return evaluate_on(
         trained.task, lambda _labels: trained.model, trained.processor, trained.labels, source, split,
         Path(output) if output else trained.run.path / "eval", batch_size or cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+        history=read_train_log(trained.run.file(TRAIN_LOG_FILE)), title=trained.run.path.name,
     )
 
 
 def evaluate_on(task: Task, build_model, processor, labels, source: str, split: str, out_dir: Path,
-                batch_size: int, facts: dict[str, Any] | None = None) -> tuple[EvalResult, dict[str, Any], Path]:
+                batch_size: int, facts: dict[str, Any] | None = None, history: list[dict] | None = None,
+                title: str | None = None) -> tuple[EvalResult, dict[str, Any], Path]:
     """Read, check and prepare `source` as the task does in training, run `build_model(label_names)` over it,
-    and write metrics.json + plots to `out_dir`."""
+    and write metrics.json, plots and report.html to `out_dir` (`history`: the run's train log, for the report)."""
     from mmkit.training.trainer import make_accelerator
 
     raw = load_split(source, split, task.cfg.data.hub_config)
@@ -124,7 +133,13 @@ def evaluate_on(task: Task, build_model, processor, labels, source: str, split: 
     result = run_evaluation(task, model, loader, accelerator, task_data.labels, processor, desc=f"eval {split}")
     seconds = time.perf_counter() - started
     extra = {**(facts or {}), "num_examples": rows_in(dataset), "eval_runtime_s": round(seconds, 2), "data": str(source)}
-    path = write_eval_outputs(result, out_dir, split, extra=extra) if accelerator.is_main_process else out_dir
+    path = out_dir
+    if accelerator.is_main_process:
+        path = write_eval_outputs(result, out_dir, split, extra=extra)
+        write_report(
+            out_dir / REPORT_FILE, task, task.cfg, title=f"{title or out_dir.name} on {source}", split_name=split,
+            result=result, split=task_data.splits[split], history=history, facts=extra,
+        )
     return result, extra, path
 
 

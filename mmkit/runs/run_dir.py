@@ -8,6 +8,7 @@
       config.json, model.safetensors   ... or the whole model (lora.enabled=false)
       tokenizer.json, ...       tokenizer / processor
       metrics.json              final metrics (flat keys), train_log.jsonl, loss_curve.png, confusion_matrix.png
+      report.html               config, metrics, curves and the worst rows in one self-contained page
       checkpoints/step-N/       resumable state (trainable weights, optimizer, scheduler, RNG, position)
       checkpoints/best/         the best weights so far, by the validation metric
       eval/                     what `mmkit eval` writes by default
@@ -37,10 +38,11 @@ METRICS_FILE = "metrics.json"
 TRAIN_LOG_FILE = "train_log.jsonl"
 LOSS_PLOT_FILE = "loss_curve.png"
 CONFUSION_PLOT_FILE = "confusion_matrix.png"
+REPORT_FILE = "report.html"
 CHECKPOINTS_DIR = "checkpoints"
 MARKER_FILE = ".mmkit-run.json"
 # What a run writes besides the model files the spec names (those are recorded in the marker when saved).
-OWN_ENTRIES = (CONFIG_FILE, LABELS_FILE, METRICS_FILE, TRAIN_LOG_FILE, LOSS_PLOT_FILE, CONFUSION_PLOT_FILE, CHECKPOINTS_DIR,
+OWN_ENTRIES = (CONFIG_FILE, LABELS_FILE, METRICS_FILE, TRAIN_LOG_FILE, LOSS_PLOT_FILE, CONFUSION_PLOT_FILE, REPORT_FILE, CHECKPOINTS_DIR,
                "eval", "translations.jsonl", MARKER_FILE, ".staging-*")
 
 _UMASK = os.umask(0)
@@ -66,6 +68,24 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_train_log(path: Path) -> list[dict[str, Any]]:
+    """train_log.jsonl records (none when the run has no log, e.g. a Hub repo); a broken line is a UserError."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise UserError(f"{path} line {number} is not JSON ({err}); it must be the train_log.jsonl a run wrote") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{path} line {number} is not a JSON object; it must be the train_log.jsonl a run wrote")
+        records.append(record)
+    return records
 
 
 def move_into(staging: Path, destination: Path) -> list[str]:

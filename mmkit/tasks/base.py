@@ -91,6 +91,15 @@ class Task:
         """A readable table of the metrics for the terminal."""
         return "\n".join(f"  {key:<24} {value:.4f}" for key, value in result.metrics.items() if isinstance(value, float))
 
+    def worst_rows(self, outputs: dict[str, Any], labels: list[str] | None, n: int) -> list[dict[str, Any]]:
+        """The `n` rows the model got most wrong, worst first, from the same gathered outputs as the metrics
+        (no second inference pass): JSON-able dicts with the split's `row_index` and what went wrong."""
+        return []
+
+    def row_content(self, split: Split, row_index: int) -> dict[str, Any]:
+        """What the report shows of one data row: its `text`, `image` reference or `words`."""
+        return {}
+
     # --- prediction -------------------------------------------------------------------------------------
     def predict(self, model, processor, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         """Predict for one user input (`{"text": ...}`, `{"image": path}` or both): a JSON-able result."""

@@ -70,6 +70,27 @@ class ClassificationTask(Task):
         matrix = confusion_matrix(y_true, y_pred, labels=classes).tolist()
         return EvalResult(metrics=metrics, details={"confusion_matrix": matrix, "labels": list(labels)})
 
+    def worst_rows(self, outputs: dict[str, Any], labels: list[str] | None, n: int) -> list[dict[str, Any]]:
+        """Misclassified rows, lowest probability of the gold label first."""
+        import torch
+
+        prob, gold, pred = outputs["prob"], outputs["label"], outputs["pred"]
+        p_gold = prob.gather(1, gold[:, None]).squeeze(1)
+        wrong = (pred != gold).nonzero().flatten()
+        order = wrong[torch.sort(p_gold[wrong], stable=True).indices][:n]
+        return [
+            {
+                "row_index": int(outputs["row_index"][i]), "gold": labels[int(gold[i])], "predicted": labels[int(pred[i])],
+                "p_predicted": float(prob[i, pred[i]]), "p_gold": float(p_gold[i]),
+            }
+            for i in order.tolist()
+        ]
+
+    def row_content(self, split: Split, row_index: int) -> dict[str, Any]:
+        row = split.dataset[row_index]
+        data = self.cfg.data
+        return {key: row[column] for key, column in (("text", data.text_column), ("image", data.image_column)) if column in row}
+
     def format_metrics(self, result: EvalResult) -> str:
         m = result.metrics
         labels = result.details.get("labels", [])

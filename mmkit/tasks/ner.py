@@ -200,10 +200,10 @@ class NerTask(Task):
         words.scatter_(1, target, pred)
         return {"pred_words": words[:, :width], "gold_words": gold}
 
-    def compute_metrics(self, outputs: dict[str, Any], labels: list[str] | None) -> EvalResult:
-        from seqeval.metrics import accuracy_score, classification_report
-        from seqeval.scheme import IOBES
-
+    @staticmethod
+    def _sentences(outputs: dict[str, Any], labels: list[str]) -> tuple[list[int], list[list[str]], list[list[str]], int]:
+        """Whole sentences from their windows: (row indices, gold tags, predicted tags, words without a
+        prediction). A word no sub-token predicted for counts as O."""
         gold_rows: dict[int, list[int]] = {}
         pred_rows: dict[int, list[int]] = {}
         for row, gold, pred in zip(outputs["row_index"].tolist(), outputs["gold_words"].tolist(), outputs["pred_words"].tolist()):
@@ -213,13 +213,20 @@ class NerTask(Task):
             for i, p in enumerate(pred[: len(gold)]):
                 if p != IGNORE:
                     merged[i] = p
-        y_true, y_pred, unpredicted = [], [], 0
+        rows, y_true, y_pred, unpredicted = sorted(gold_rows), [], [], 0
         outside = labels.index("O") if "O" in labels else 0
-        for row in sorted(gold_rows):
+        for row in rows:
             pred = pred_rows[row]
             unpredicted += sum(p == IGNORE for p in pred)  # words that produced no sub-token at all
             y_true.append([labels[g] for g in gold_rows[row]])
             y_pred.append([labels[outside if p == IGNORE else p] for p in pred])
+        return rows, y_true, y_pred, unpredicted
+
+    def compute_metrics(self, outputs: dict[str, Any], labels: list[str] | None) -> EvalResult:
+        from seqeval.metrics import accuracy_score, classification_report
+        from seqeval.scheme import IOBES
+
+        _rows, y_true, y_pred, unpredicted = self._sentences(outputs, labels)
         strict = {"mode": "strict", "scheme": IOBES} if scheme_of(labels) == "BIOES" else {}
         report = classification_report(y_true, y_pred, output_dict=True, zero_division=0, **strict)
         micro = report["micro avg"]
@@ -238,6 +245,24 @@ class NerTask(Task):
         if unpredicted:
             metrics["words_without_subtokens"] = float(unpredicted)
         return EvalResult(metrics=metrics, details={"types": entity_types(labels)})
+
+    def worst_rows(self, outputs: dict[str, Any], labels: list[str] | None, n: int) -> list[dict[str, Any]]:
+        """Sentences with wrong spans, most wrong spans first: spans (type, first word, last word) of the gold
+        annotation the model missed, and spans it predicted that the gold does not have."""
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        found = []
+        for row, gold, pred in zip(*self._sentences(outputs, labels)[:3]):
+            gold_spans, pred_spans = set(get_entities(gold)), set(get_entities(pred))
+            missed, spurious = sorted(gold_spans - pred_spans, key=lambda s: s[1]), sorted(pred_spans - gold_spans, key=lambda s: s[1])
+            if missed or spurious:
+                found.append({"row_index": row, "missed": [list(s) for s in missed], "spurious": [list(s) for s in spurious],
+                              "gold_spans": len(gold_spans)})
+        found.sort(key=lambda r: -(len(r["missed"]) + len(r["spurious"])))  # stable: ties stay in row order
+        return found[:n]
+
+    def row_content(self, split: Split, row_index: int) -> dict[str, Any]:
+        return {"words": split.dataset[row_index]["words"]}
 
     def format_metrics(self, result: EvalResult) -> str:
         m = result.metrics

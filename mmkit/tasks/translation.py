@@ -305,6 +305,18 @@ class TranslationTask(Task):
         samples = [{"source": s, "reference": r, "hypothesis": h} for s, r, h in zip(sources, references, hypotheses)]
         return EvalResult(metrics=metrics, details={"jsonl_files": {SAMPLES_FILE: samples}})
 
+    def worst_rows(self, outputs: dict[str, Any], labels: list[str] | None, n: int) -> list[dict[str, Any]]:
+        """The sentences with the lowest sentence-level chrF (sacrebleu)."""
+        from sacrebleu.metrics import CHRF
+
+        chrf = CHRF()
+        scored = [
+            {"row_index": int(row), "source": s, "reference": r, "hypothesis": h, "chrf": float(chrf.sentence_score(h, [r]).score)}
+            for row, s, r, h in zip(outputs["row_index"].tolist(), outputs["source"], outputs["reference"], outputs["hypothesis"])
+        ]
+        scored.sort(key=lambda r: (r["chrf"], r["row_index"]))
+        return scored[:n]
+
     def format_metrics(self, result: EvalResult) -> str:
         m = result.metrics
         lines = [

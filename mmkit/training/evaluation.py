@@ -17,6 +17,8 @@ from mmkit.training.plots import plot_confusion_matrix
 from mmkit.runs.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
+WORST_ROWS = 20  # rows the report shows that the model got most wrong
+
 
 def rows_in(dataset) -> int:
     """Data rows a prepared split holds: not the windows a task cut them into, nor rows prepare left out."""
@@ -62,7 +64,10 @@ def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | N
     if was_training:
         model.train()
     merged = {key: _concat(values) if values and isinstance(values[0], torch.Tensor) else values for key, values in collected.items()}
-    return task.compute_metrics(merged, labels)
+    result = task.compute_metrics(merged, labels)
+    if "row_index" in merged:  # for the HTML report, from the outputs the metrics were computed on
+        result.details["worst_rows"] = task.worst_rows(merged, labels, WORST_ROWS)
+    return result
 
 
 def _concat(tensors: list):

@@ -14,12 +14,15 @@ from mmkit.config import Config
 from mmkit.data import SPLITS, Split, load_split, subsample
 from mmkit.errors import UserError
 from mmkit.models.families import model_id_for_records
-from mmkit.runs.run_dir import LOSS_PLOT_FILE, RunDir, move_into
+from mmkit.runs.report import write_report
+from mmkit.runs.run_dir import LOSS_PLOT_FILE, REPORT_FILE, RunDir, atomic_write_json, move_into
 from mmkit.tasks import build_task
 from mmkit.training.distributed import gathered_state_dict
 from mmkit.training.evaluation import rows_in, write_eval_outputs
 from mmkit.training.plots import plot_loss_curve
+from mmkit.training.class_weights import CLASS_WEIGHTS_FILE, check_class_weights_setting, class_weights_record
 from mmkit.training.trainer import Trainer, make_accelerator, peak_memory_mb
+from mmkit.training.tracking import LOGS_DIR, requested_trackers, start_trackers
 
 
 def default_output_dir(cfg: Config) -> str:
@@ -60,7 +63,11 @@ def finetune(cfg: Config) -> dict[str, Any]:
         validate_repo_id(cfg.train.push_to_hub)
         hub_token()
     run.claim(resume=bool(cfg.train.resume), overwrite=cfg.train.overwrite)
-    accelerator = make_accelerator(cfg)
+    trackers = requested_trackers(cfg)
+    check_class_weights_setting(cfg)
+    if cfg.train.early_stopping_patience and not cfg.data.validation:
+        raise UserError("train.early_stopping_patience needs validation rows to watch; set data.validation, or leave early stopping off")
+    accelerator = make_accelerator(cfg, trackers, run.path / LOGS_DIR)
     set_seed(cfg.train.seed)
 
     # 1. Data: read and validate every split, settle the label set.
@@ -87,12 +94,24 @@ def finetune(cfg: Config) -> dict[str, Any]:
         run.create()
         run.write_config(task.spec.recorded_config(cfg))
         run.write_labels(data.labels)
+        if trainer.class_weights is not None:  # what the loss was weighted with, for eval and reports
+            atomic_write_json(run.file(CLASS_WEIGHTS_FILE), class_weights_record(cfg, data.labels, trainer.class_weight_values))
+            run.record([CLASS_WEIGHTS_FILE])
+        if trackers:
+            run.record([LOGS_DIR])
     accelerator.wait_for_everyone()
+    start_trackers(accelerator, cfg, trainer.run_name, task.spec.recorded_config(cfg).to_dict())
 
     trainer.banner(f"mmkit | task {task.name} | model {task.spec.description}", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
     trainer.train()
+    if trainer.state["stopped_early"]:
+        accelerator.print(
+            f"stopped early at step {trainer.state['global_step']} of {trainer.total_steps}: "
+            f"{cfg.train.early_stopping_patience} validation(s) without {trainer.metric} improving by more than "
+            f"{cfg.train.early_stopping_threshold:g}"
+        )
     if trainer.load_best():
         accelerator.print(
             f"best checkpoint: step {trainer.state['best_step']} ({trainer.metric} {trainer.state['best_metric']:.4f})"
@@ -116,9 +135,11 @@ def finetune(cfg: Config) -> dict[str, Any]:
         "train_samples_per_s": round(state["train_samples"] / max(state["train_seconds"], 1e-9), 2),
         "train_steps": state["global_step"],
         "best_step": state["best_step"],
+        **({"stopped_early": state["stopped_early"]} if cfg.train.early_stopping_patience else {}),
         "peak_memory_mb": round(peak_memory_mb(), 1),
     }
     metrics: dict[str, Any] = {}
+    result = None
     if final_split:
         eval_started = time.perf_counter()
         result = trainer.evaluate(final_split)
@@ -133,6 +154,10 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if accelerator.is_main_process:
         trainer.write_train_log()
         plot_loss_curve(state["history"], run.file(LOSS_PLOT_FILE), metric=trainer.metric)
+        write_report(
+            run.file(REPORT_FILE), task, cfg, title=run.path.name, split_name=final_split, result=result,
+            split=data.splits.get(final_split), history=state["history"], facts=summary,
+        )
         accelerator.print(
             f"done in {time.perf_counter() - started:.1f} s (training {summary['train_runtime_s']} s, "
             f"{summary['train_samples_per_s']} samples/s, peak memory {summary['peak_memory_mb']:.0f} MB); "

@@ -20,8 +20,9 @@ from typing import Any
 from mmkit.config import Config, yaml_load
 from mmkit.data.batching import TrainBatchSampler
 from mmkit.errors import UserError
-from mmkit.models.lora import load_trainable_state_dict, parameter_counts
+from mmkit.models.lora import describe_lora, load_trainable_state_dict, parameter_counts
 from mmkit.training import distributed
+from mmkit.training.class_weights import resolve_class_weights, weighted_cross_entropy
 from mmkit.training.evaluation import eval_loader, run_evaluation
 from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
@@ -31,10 +32,13 @@ STATE_FILE = "trainer_state.json"
 SCHEDULER_FILE = "scheduler.json"
 CHECKPOINT_CONFIG_FILE = "config.yaml"
 # Keys a resumed run may change: they decide when to stop, evaluate, save or log, not what the steps compute.
+# early_stopping_patience only decides when to stop (like max_steps); early_stopping_threshold is not here: the
+# checkpoint's count of validations without improvement was counted with it, and a new one would mix two rules.
 RESUMABLE_CHANGES = {
     "train.resume", "train.overwrite", "train.output_dir", "train.max_steps", "train.epochs", "train.eval_every",
     "train.save_every", "train.save_every_minutes", "train.keep_checkpoints", "train.log_every", "train.num_workers",
     "train.eval_batch_size", "train.push_to_hub", "data.test", "model.trust_remote_code",
+    "train.report_to", "train.project", "train.run_name", "train.early_stopping_patience",
 }
 
 
@@ -51,12 +55,15 @@ def config_changes(before: dict, after: dict, prefix: str = "") -> list[tuple[st
 BEST_DIR = "best"
 
 
-def make_accelerator(cfg: Config):
+def make_accelerator(cfg: Config, trackers: list[str] | None = None, logging_dir: Path | None = None):
+    """The run's Accelerator; `trackers` (from `mmkit.training.tracking.requested_trackers`) log to `logging_dir`."""
     import torch
     from accelerate import Accelerator
 
     has_accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
     return Accelerator(
+        log_with=trackers or None,
+        project_dir=str(logging_dir) if trackers and logging_dir is not None else None,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         mixed_precision=cfg.train.mixed_precision,
         # Several CPU processes (torchrun / accelerate launch --multi_gpu without GPUs) must still form one
@@ -98,7 +105,17 @@ class Trainer:
             "history": [],
             "train_seconds": 0.0,
             "train_samples": 0,
+            "evals_without_improvement": 0,  # early stopping: validations since the best metric last improved enough
+            "stopped_early": False,
         }
+        weights = None
+        if cfg.train.class_weights != "none":  # reading the label column costs time on a large split: only if used
+            weights = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
+        self.class_weight_values, self.class_weights = weights, None
+        if weights is not None:
+            import torch
+
+            self.class_weights = torch.tensor(weights, dtype=torch.float32, device=accelerator.device)
         self._build(model)
 
     # ------------------------------------------------------------------------------------------------------
@@ -257,7 +274,7 @@ class Trainer:
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as err:
             first = " ".join(str(err).split())[:160]
             raise UserError(f"train.resume: {path} holds files that do not load as plain tensors ({type(err).__name__}: {first}); use a checkpoint mmkit wrote") from None
-        self.state = json.loads((path / STATE_FILE).read_text())
+        self.state = {**self.state, **json.loads((path / STATE_FILE).read_text())}  # older checkpoints lack new keys
         scheduler_file = path / SCHEDULER_FILE
         if scheduler_file.is_file():
             self.scheduler.load_state_dict(json.loads(scheduler_file.read_text()))
@@ -294,13 +311,7 @@ class Trainer:
         trainable, total = parameter_counts(self.acc.unwrap_model(self.model))
         sizes = ", ".join(f"{name} {len(ds):,}" for name, ds in self.datasets.items())
         global_batch = cfg.train.batch_size * acc.num_processes * cfg.train.gradient_accumulation_steps
-        if cfg.lora.enabled:
-            peft_cfg = next(iter(self.acc.unwrap_model(self.model).peft_config.values()))
-            targets = peft_cfg.target_modules
-            targets = ", ".join(sorted(targets)) if isinstance(targets, (set, list)) else targets
-            method = f"LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} dropout={cfg.lora.dropout} on {targets}"
-        else:
-            method = "full fine-tuning"
+        method = describe_lora(self.acc.unwrap_model(self.model), cfg.lora)
         lines = [
             title,
             f"  examples   {sizes}" + (f" | {len(self.labels)} labels: {', '.join(self.labels)}" if self.labels else ""),
@@ -311,6 +322,16 @@ class Trainer:
             f"  training   {method}; trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)",
             f"  output     {self.run.path}",
         ]
+        if self.class_weights is not None:
+            shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(self.labels, self.class_weight_values))
+            lines.append(f"  loss       cross-entropy with class weights ({_setting_text(cfg.train.class_weights)}): {shown}")
+        if cfg.train.early_stopping_patience:
+            lines.append(
+                f"  stopping   early after {cfg.train.early_stopping_patience} validation(s) without {self.metric} improving "
+                f"by more than {cfg.train.early_stopping_threshold:g}"
+            )
+        if self.acc.trackers:
+            lines.append(f"  trackers   {', '.join(t.name for t in self.acc.trackers)} (project {cfg.train.project!r}, run {self.run_name!r})")
         lines += [f"  note       {note}" for note in notes]
         acc.print("\n".join(lines), flush=True)
 
@@ -330,13 +351,40 @@ class Trainer:
             )
         record = {"kind": "eval", "step": self.state["global_step"], "epoch": self.state["epoch"], **result.metrics}
         self.state["history"].append(record)
+        self.log_to_trackers({f"eval/{k}": v for k, v in result.metrics.items() if isinstance(v, (int, float))})
         best = self.state["best_metric"]
         improved = best is None or (value > best if self.greater_is_better else value < best)
+        # Early stopping counts improvements larger than the threshold (the best checkpoint takes any improvement).
+        gain = None if best is None else (value - best if self.greater_is_better else best - value)
+        if gain is None or gain > self.cfg.train.early_stopping_threshold:
+            self.state["evals_without_improvement"] = 0
+        else:
+            self.state["evals_without_improvement"] += 1
         if improved:
             self.state["best_metric"], self.state["best_step"] = value, self.state["global_step"]
             self._save_best()
         shown = [self.metric] + [k for k in ("accuracy", "f1", "bleu") if k in result.metrics and k != self.metric]
-        return "val " + " ".join(f"{k} {result.metrics[k]:.4f}" for k in shown) + (" (best)" if improved else "")
+        text = "val " + " ".join(f"{k} {result.metrics[k]:.4f}" for k in shown) + (" (best)" if improved else "")
+        patience = self.cfg.train.early_stopping_patience
+        if patience and self.state["evals_without_improvement"] >= patience:
+            self.state["stopped_early"] = True
+            text += f" | early stop: {patience} validation(s) without {self.metric} improving by more than {self.cfg.train.early_stopping_threshold:g}"
+        return text
+
+    def compute_loss(self, batch):
+        """The model's own loss, or, with train.class_weights, cross-entropy weighted per class."""
+        if self.class_weights is None:
+            return self.model(**batch).loss
+        inputs = {key: value for key, value in batch.items() if key != "labels"}
+        return weighted_cross_entropy(self.model(**inputs).logits, batch["labels"], self.class_weights)
+
+    @property
+    def run_name(self) -> str:
+        return self.cfg.train.run_name or self.run.path.resolve().name
+
+    def log_to_trackers(self, values: dict[str, float]) -> None:
+        if self.acc.trackers:  # accelerate logs from the main process only
+            self.acc.log(values, step=self.state["global_step"])
 
     def train(self) -> None:
         import torch
@@ -357,7 +405,8 @@ class Trainer:
         self._last_save = time.monotonic()
         # train_seconds counts the training steps only: evaluation and checkpoint writing are left out.
         clock = _Stopwatch(state["train_seconds"])
-        done = state["global_step"] >= self.total_steps
+        logged_seconds, logged_samples = state["train_seconds"], state["train_samples"]
+        done = state["global_step"] >= self.total_steps or state["stopped_early"]
         while not done:
             # The prepared loader passes the epoch on to the sampler (the batch order depends on seed + epoch
             # only); on resume, each process has already taken batches_in_epoch of the batches dealt out.
@@ -367,7 +416,7 @@ class Trainer:
             epoch_loss, epoch_batches, epoch_start = 0.0, 0, time.perf_counter()
             for batch in self.train_loader:
                 with acc.accumulate(self.model):
-                    loss = self.model(**batch).loss
+                    loss = self.compute_loss(batch)
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm:
                         acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
@@ -393,11 +442,16 @@ class Trainer:
                     lr = self.scheduler.get_last_lr()[0]
                     state["history"].append({"kind": "train", "step": step, "epoch": state["epoch"], "loss": mean_loss, "lr": lr})
                     bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+                    seconds = clock.seconds()
+                    throughput = (state["train_samples"] - logged_samples) / max(seconds - logged_seconds, 1e-9)
+                    logged_seconds, logged_samples = seconds, state["train_samples"]
+                    self.log_to_trackers({"train/loss": mean_loss, "train/learning_rate": lr, "train/samples_per_s": throughput, "train/epoch": state["epoch"]})
                 if cfg.eval_every and step % cfg.eval_every == 0:
                     with clock.paused():
                         summary = self._validate()
                     if summary:
                         say(f"step {step} | {summary}")
+                    done = done or state["stopped_early"]
                 overdue = cfg.save_every_minutes and time.monotonic() - self._last_save > 60 * cfg.save_every_minutes
                 if ((cfg.save_every and step % cfg.save_every == 0) or overdue) and not done:
                     state["train_seconds"] = clock.seconds()
@@ -411,13 +465,15 @@ class Trainer:
                 state["epoch"] += 1
                 state["batches_in_epoch"] = 0
             summary = ""
-            if not cfg.eval_every:
+            if not cfg.eval_every and not state["stopped_early"]:
                 with clock.paused():
                     summary = self._validate()
+                done = done or state["stopped_early"]
             loss_text = f"loss {epoch_loss / epoch_batches:.4f}" if epoch_batches else "loss -"
             say(
                 f"epoch {epoch_number}/{self.num_epochs} | step {state['global_step']} | {loss_text}"
                 + (f" | {summary}" if summary else "")
+                + (" | stopped early" if state["stopped_early"] and "early stop" not in summary else "")
                 + f" | {time.perf_counter() - epoch_start:.1f} s"
             )
             state["train_seconds"] = clock.seconds()
@@ -432,6 +488,10 @@ class Trainer:
         if self.acc.is_main_process:
             lines = "".join(json.dumps(record) + "\n" for record in self.state["history"])
             atomic_write_text(self.run.file(TRAIN_LOG_FILE), lines)
+
+
+def _setting_text(setting) -> str:
+    return setting if isinstance(setting, str) else "train.class_weights"
 
 
 def _batch_size(batch) -> int:

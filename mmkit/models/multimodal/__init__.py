@@ -14,8 +14,10 @@ FAMILIES = {
     "blip2": "mmkit.models.multimodal.blip2:Blip2Encoder",
     "llava": "mmkit.models.multimodal.llava:LlavaEncoder",
     "two_tower": "mmkit.models.multimodal.two_tower:TwoTowerEncoder",
+    "blip": "mmkit.models.multimodal.blip:BlipEncoder",
 }
 MODEL_TYPES = {"clip": "clip", "blip-2": "blip2", "llava": "llava"}
+MODEL_TYPES["blip"] = "blip"
 
 
 def encoder_class(name: str):
