@@ -43,6 +43,7 @@ def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str =
     from safetensors import SafetensorError
 
     quiet_transformers()
+    warn_if_loaded_per_process()
     try:
         result = auto_class.from_pretrained(
             source, use_safetensors=True, output_loading_info=loading_info, **pretrained_kwargs(model_cfg), **kwargs
@@ -55,6 +56,31 @@ def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str =
         return result
     model, info = result
     return model, set(info["missing_keys"]) | {key[0] for key in info["mismatched_keys"]}
+
+
+def warn_if_loaded_per_process() -> None:
+    """Large checkpoints load once: under ZeRO-3 transformers builds the model inside `deepspeed.zero.Init`
+    (each process keeps its partition), under FSDP with fsdp_cpu_ram_efficient_loading only local rank 0 reads
+    the weights (the others build on the meta device and get them by broadcast). Both switch on by themselves,
+    but only once the Accelerator exists (its DeepSpeed config, the process group): loaded earlier, every
+    process holds a full copy in CPU memory (a 7B model in bf16: 14 GB each)."""
+    import os
+
+    def flag(name: str) -> bool:
+        return os.environ.get(name, "false").lower() in ("1", "true", "yes")
+
+    zero3 = flag("ACCELERATE_USE_DEEPSPEED") and os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3"
+    fsdp = flag("ACCELERATE_USE_FSDP") and flag("FSDP_CPU_RAM_EFFICIENT_LOADING")
+    if not (zero3 or fsdp):
+        return
+    from transformers.integrations import is_deepspeed_zero3_enabled, is_fsdp_enabled
+
+    if (zero3 and not is_deepspeed_zero3_enabled()) or (fsdp and not is_fsdp_enabled()):
+        warnings.warn(
+            "a checkpoint is loaded before the Accelerator exists: every process loads a full copy (create the "
+            "Accelerator first, as `mmkit train` does)",
+            stacklevel=3,
+        )
 
 
 def load_tokenizer(source: str, model_cfg: ModelConfig, **extra):

@@ -77,8 +77,9 @@ def _keep_initial_adapter(peft_model) -> None:
     peft_model._mmkit_initial_adapter = folder
 
 
-def save_adapter(model, folder) -> None:
-    """The adapter + head as PEFT files, loadable on the original base model."""
+def save_adapter(model, folder, state_dict: dict | None = None) -> None:
+    """The adapter + head as PEFT files, loadable on the original base model. `state_dict`: the full weights
+    gathered from every process (under FSDP / ZeRO-3 the model itself holds shards)."""
     # save_embedding_layers=False: PEFT's "auto" looks the base up on the Hub (offline: two warnings) to learn
     # whether the vocabulary grew; mmkit knows: added tokens are saved as trainable-token rows, never as a
     # whole embedding matrix, and the base is resized to the tokenizer before the adapter is loaded.
@@ -88,7 +89,7 @@ def save_adapter(model, folder) -> None:
         # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA/OLoRA should
         # be converted: this is that conversion.
         warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights")
-        model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False, **conversion)
+        model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False, state_dict=state_dict, **conversion)
     if initial:
         _restore_non_lora_weights(model, folder)
 
@@ -125,9 +126,10 @@ def parameter_counts(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = total = 0
     for param in model.parameters():
-        total += param.numel()
+        size = getattr(param, "ds_numel", None) or param.numel()  # ZeRO-3 leaves each process an empty partition
+        total += size
         if param.requires_grad:
-            trainable += param.numel()
+            trainable += size
     return trainable, total
 
 

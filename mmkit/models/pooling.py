@@ -56,11 +56,15 @@ class MeanPooledClassifier(nn.Module):
         self.encoder.activation_checkpointing_enable(activation_checkpointing_kwargs)
 
     # A fully fine-tuned run saves the encoder as a normal checkpoint plus the head beside it.
-    def save_pretrained(self, folder, **kwargs) -> None:
+    def save_pretrained(self, folder, state_dict=None, **kwargs) -> None:
         from safetensors.torch import save_file
 
+        head = self.classifier.state_dict()
+        if state_dict is not None:  # gathered from FSDP / ZeRO-3 shards: the encoder's part and the head's
+            kwargs["state_dict"] = {k.removeprefix("encoder."): v for k, v in state_dict.items() if k.startswith("encoder.")}
+            head = {k.removeprefix("classifier."): v for k, v in state_dict.items() if k.startswith("classifier.")}
         self.encoder.save_pretrained(folder, **kwargs)
-        save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()}, str(Path(folder) / HEAD_FILE))
+        save_file({k: v.contiguous() for k, v in head.items()}, str(Path(folder) / HEAD_FILE))
 
     def load_head(self, folder) -> None:
         from safetensors.torch import load_file

@@ -159,12 +159,13 @@ class ModelSpec:
             model = self._load_full(Path(run), labels, processor)
         return model.eval()
 
-    def save(self, model, folder: Path) -> None:
-        """The trained weights (adapter + head, or the whole model) as `weight_files()` name them."""
+    def save(self, model, folder: Path, state_dict: dict | None = None) -> None:
+        """The trained weights (adapter + head, or the whole model) as `weight_files()` name them. `state_dict`:
+        the full weights gathered from every process (FSDP / ZeRO-3 leave the model itself holding shards)."""
         if hasattr(model, "peft_config"):
-            save_adapter(model, folder)
+            save_adapter(model, folder, state_dict=state_dict)
         else:
-            model.save_pretrained(folder, safe_serialization=True)
+            model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
 
     def merged_note(self) -> str:
         """What `mmkit merge` wrote, and how to load it."""

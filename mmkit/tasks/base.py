@@ -49,6 +49,9 @@ class Task:
     def __init__(self, cfg: Config, spec):
         self.cfg = cfg
         self.spec = spec  # mmkit.models.spec.ModelSpec: this model for this task
+        # Extra `generate` arguments the process setup needs (synced_gpus under ZeRO-3 / FSDP); the evaluation
+        # loop sets them from its accelerator.
+        self.generation_flags: dict[str, Any] = {}
 
     # --- data -------------------------------------------------------------------------------------------
     def load_data(self, splits: dict[str, Split], labels: list[str] | None = None) -> TaskData:

@@ -264,6 +264,7 @@ class TranslationTask(Task):
         forced_bos = self._forced_bos_id(tokenizer)
         if forced_bos is not None:
             settings["forced_bos_token_id"] = forced_bos
+        settings.update(self.generation_flags)  # synced_gpus under ZeRO-3 / FSDP (set by the evaluation loop)
         output = model.generate(input_ids=input_ids, attention_mask=attention_mask, **settings)
         if self.decoder_only:
             output = output[:, input_ids.shape[1]:]  # the continuation after the (left-padded) prompt

@@ -17,6 +17,7 @@ from mmkit.models.families import model_id_for_records
 from mmkit.runs.report import write_report
 from mmkit.runs.run_dir import LOSS_PLOT_FILE, REPORT_FILE, RunDir, atomic_write_json, move_into
 from mmkit.tasks import build_task
+from mmkit.training.distributed import gathered_state_dict, is_sharded
 from mmkit.training.evaluation import rows_in, write_eval_outputs
 from mmkit.training.plots import plot_loss_curve
 from mmkit.training.class_weights import CLASS_WEIGHTS_FILE, check_class_weights_setting, class_weights_record
@@ -116,10 +117,13 @@ def finetune(cfg: Config) -> dict[str, Any]:
             f"best checkpoint: step {trainer.state['best_step']} ({trainer.metric} {trainer.state['best_metric']:.4f})"
         )
 
-    # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo.
+    # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo. Under FSDP /
+    # ZeRO-3 the weights are shards: every process takes part in gathering them, the main process writes them.
+    # Elsewhere the model's own weights are whole, and PEFT's PiSSA/OLoRA conversion needs to read them itself.
+    state_dict = gathered_state_dict(accelerator, trainer.model) if is_sharded(accelerator) else None
     if accelerator.is_main_process:
         staging = run.staging("model")
-        task.spec.save(accelerator.unwrap_model(trainer.model), staging)
+        task.spec.save(accelerator.unwrap_model(trainer.model), staging, state_dict=state_dict)
         processor.save_pretrained(staging)
         run.record(move_into(staging, run.path))
     accelerator.wait_for_everyone()

@@ -20,7 +20,8 @@ from typing import Any
 from mmkit.config import Config, yaml_load
 from mmkit.data.batching import TrainBatchSampler
 from mmkit.errors import UserError
-from mmkit.models.lora import describe_lora, load_trainable_state_dict, parameter_counts, trainable_state_dict
+from mmkit.models.lora import describe_lora, load_trainable_state_dict, parameter_counts
+from mmkit.training import distributed
 from mmkit.training.class_weights import resolve_class_weights, weighted_cross_entropy
 from mmkit.training.evaluation import eval_loader, run_evaluation
 from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
@@ -66,8 +67,9 @@ def make_accelerator(cfg: Config, trackers: list[str] | None = None, logging_dir
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
         mixed_precision=cfg.train.mixed_precision,
         # Several CPU processes (torchrun / accelerate launch --multi_gpu without GPUs) must still form one
-        # gloo group; without cpu=True each process would silently train alone.
-        cpu=not has_accelerator,
+        # gloo group; without cpu=True each process would silently train alone. DeepSpeed brings its own CPU
+        # backend, and cpu=True would quietly turn it into DDP.
+        cpu=not has_accelerator and not distributed.deepspeed_requested(),
         step_scheduler_with_optimizer=False,
         dynamo_backend="inductor" if cfg.train.torch_compile else None,
     )
@@ -123,6 +125,7 @@ class Trainer:
         from transformers import get_scheduler
 
         cfg, acc = self.cfg.train, self.acc
+        distributed.configure_deepspeed(acc, cfg.batch_size, cfg.max_grad_norm)  # before the first prepare reads it
         pin = torch.cuda.is_available()
         collator = self.task.collator(self.processor)
         train = self.datasets["train"]
@@ -173,18 +176,29 @@ class Trainer:
         acc.register_load_state_pre_hook(self._load_trainable_hook)
 
     # -- checkpoints hold the trainable weights only ------------------------------------------------------
+    # Under FSDP and DeepSpeed, accelerate writes the model and optimizer in their own sharded layout (every
+    # process its shard) and reads them back itself: there is no single-file copy to add, and `models` is empty.
     def _save_trainable_hook(self, models, weights, output_dir) -> None:
         from safetensors.torch import save_file
 
-        if self.acc.is_main_process:
-            state = trainable_state_dict(self.acc.unwrap_model(models[0]))
-            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(Path(output_dir) / TRAINABLE_FILE))
+        if models and weights:  # DDP / one process: accelerate gathered nothing sharded; keep the trainable part
+            state = distributed.gathered_trainable_state(self.acc, models[0])
+            if self.acc.is_main_process:
+                save_file(state, str(Path(output_dir) / TRAINABLE_FILE))
         weights.clear()  # accelerate would otherwise save the whole (frozen) model again
 
     def _load_trainable_hook(self, models, input_dir) -> None:
         from safetensors.torch import load_file
 
-        load_trainable_state_dict(self.acc.unwrap_model(models[0]), load_file(str(Path(input_dir) / TRAINABLE_FILE)))
+        if not models:  # FSDP / DeepSpeed: accelerate loaded its own layout
+            return
+        path = Path(input_dir) / TRAINABLE_FILE
+        if not path.is_file():
+            raise UserError(
+                f"train.resume: {input_dir} holds no {TRAINABLE_FILE} (a checkpoint written under FSDP or DeepSpeed keeps "
+                "sharded weights instead): resume it with the same `accelerate launch --config_file` that wrote it"
+            )
+        load_trainable_state_dict(self.acc.unwrap_model(models[0]), load_file(str(path)))
         models.clear()
 
     def save_checkpoint(self) -> None:
@@ -272,12 +286,12 @@ class Trainer:
     def _save_best(self) -> None:
         from safetensors.torch import save_file
 
+        state = distributed.gathered_trainable_state(self.acc, self.model)  # a collective call: every process
         if self.acc.is_main_process:
             best = self.run.checkpoints / BEST_DIR
             best.mkdir(parents=True, exist_ok=True)
-            state = trainable_state_dict(self.acc.unwrap_model(self.model))
             tmp = best / f".{TRAINABLE_FILE}.tmp"
-            save_file({k: v.contiguous().cpu() for k, v in state.items()}, str(tmp))
+            save_file(state, str(tmp))
             tmp.replace(best / TRAINABLE_FILE)
         self.acc.wait_for_everyone()
 
@@ -288,7 +302,7 @@ class Trainer:
         path = self.run.checkpoints / BEST_DIR / TRAINABLE_FILE
         if self.state["best_step"] is None or not path.is_file():
             return False
-        load_trainable_state_dict(self.acc.unwrap_model(self.model), load_file(str(path)))
+        distributed.load_trainable_state(self.acc, self.model, load_file(str(path)))
         return True
 
     # ------------------------------------------------------------------------------------------------------

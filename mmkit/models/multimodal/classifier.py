@@ -62,9 +62,14 @@ class MultimodalClassifier(nn.Module):
         return next(self.parameters()).device
 
     # lora.enabled=false: the run stores the whole model in one file, read back onto a freshly built base.
-    def save_pretrained(self, folder, **_kwargs) -> None:
+    def save_pretrained(self, folder, state_dict=None, **_kwargs) -> None:
         from safetensors.torch import save_model
 
+        if state_dict is not None:  # gathered from FSDP / ZeRO-3 shards: write those, not this process's shard
+            from mmkit.training.distributed import write_full_weights
+
+            write_full_weights(self, state_dict, Path(folder) / FULL_WEIGHTS_FILE)
+            return
         save_model(self, str(Path(folder) / FULL_WEIGHTS_FILE))
 
     def load_full_weights(self, folder) -> None:
