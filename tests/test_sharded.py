@@ -246,3 +246,31 @@ def test_deepspeed_on_cpu_trains_saves_and_resumes_like_one_process(stage, tiny_
     again = load_file(str(resumed / "gathered.safetensors"))
     for key in trained:
         torch.testing.assert_close(again[key], trained[key], atol=1e-5, rtol=1e-4, msg=key)
+
+
+class _Payload:
+    """Unpickling this creates a file: proof that code ran."""
+
+    def __init__(self, proof: Path):
+        self.proof = proof
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.proof}",))
+
+
+def test_a_pickle_payload_in_a_deepspeed_checkpoint_runs_nothing(tmp_path):
+    """DeepSpeed reads its .pt files with weights_only=False; mmkit reads them first with the restricted unpickler."""
+    import pickle
+
+    from mmkit.training.distributed import check_deepspeed_checkpoint
+
+    checkpoint = tmp_path / "step-0000020"
+    (checkpoint / "pytorch_model").mkdir(parents=True)
+    torch.save({"module": {"w": torch.ones(2)}, "ds_version": "0.19"}, checkpoint / "pytorch_model" / "mp_rank_00_model_states.pt")
+    check_deepspeed_checkpoint(checkpoint)  # tensors and plain containers pass
+    proof = tmp_path / "pwned"
+    evil = checkpoint / "pytorch_model" / "zero_pp_rank_0_mp_rank_00_optim_states.pt"
+    evil.write_bytes(pickle.dumps(_Payload(proof)))
+    with pytest.raises(UserError, match="zero_pp_rank_0_mp_rank_00_optim_states.pt holds more than tensors"):
+        check_deepspeed_checkpoint(checkpoint)
+    assert not proof.exists(), "a pickle in a DeepSpeed checkpoint ran code"

@@ -138,3 +138,43 @@ def write_full_weights(model, state_dict: dict[str, Any], path) -> None:
         for name in dropped:
             state.pop(name)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata={"format": "pt"})
+
+
+# DeepSpeed's own classes in its checkpoint files: it reads them with torch.load(weights_only=False), which would run
+# any code a pickle in a foreign checkpoint carries. mmkit reads each file first with the restricted unpickler,
+# allowing only tensors, plain containers and these (module, name) pairs.
+DEEPSPEED_CHECKPOINT_GLOBALS = (
+    ("deepspeed.runtime.fp16.loss_scaler", "LossScaler"),
+    ("deepspeed.runtime.zero.config", "ZeroStageEnum"),
+    ("deepspeed.utils.tensor_fragment", "fragment_address"),
+)
+
+
+def check_deepspeed_checkpoint(path) -> None:
+    """Refuse a DeepSpeed checkpoint (a `pytorch_model/` folder of .pt files) holding anything but plain tensors and
+    DeepSpeed's own state classes, before DeepSpeed unpickles it without restriction."""
+    import importlib
+    import pickle
+    from pathlib import Path
+
+    import torch
+
+    files = sorted((Path(path) / "pytorch_model").glob("*.pt"))
+    if not files:
+        return
+    allowed = []
+    for module, name in DEEPSPEED_CHECKPOINT_GLOBALS:
+        try:
+            allowed.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):  # without deepspeed (or in another version) nothing of it is allowed
+            pass
+    for file in files:
+        try:
+            with torch.serialization.safe_globals(allowed):
+                torch.load(file, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+            first = next((line.strip() for line in str(err).splitlines() if "GLOBAL" in line), " ".join(str(err).split()))
+            raise UserError(
+                f"train.resume: {file} holds more than tensors and DeepSpeed's own state ({first[:160]}); "
+                "DeepSpeed would unpickle it and run what it carries: use a checkpoint mmkit wrote"
+            ) from None

@@ -270,6 +270,7 @@ class Trainer:
             for name in ("optimizer.bin", f"random_states_{self.acc.process_index}.pkl"):
                 if (path / name).is_file():
                     restricted_load(path / name, map_location="cpu")
+            distributed.check_deepspeed_checkpoint(path)
             self.acc.load_state(str(path))
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, SafetensorError) as err:
             first = " ".join(str(err).split())[:160]
