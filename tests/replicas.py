@@ -893,6 +893,74 @@ def build_llava(folder: Path) -> Path:
     return _save(folder, LlavaForConditionalGeneration, config, processor, tokenizer_config=_llama_keys())
 
 
+# --- image-text-to-text models (the generic VLM family) ------------------------------------------------------
+# Tiny random LMs give near-identical last-token states at init 0.02: these learn the head tests with 0.1.
+VLM_INIT = 0.1
+QWEN2_VL_TEMPLATE = (  # Qwen/Qwen2-VL-2B-Instruct's, without the video and numbering branches
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_VL_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+]  # Qwen2-VL's added tokens from 151643, in order
+
+
+def _qwen_vl(folder: Path, model_type: str, patch: int, vision: dict, text: dict, processor_cls: str) -> Path:
+    import transformers
+    from transformers import AutoConfig, Qwen2VLImageProcessorPil
+
+    tokenizer = _qwen_tokenizer(QWEN_VL_SPECIALS, "<|im_end|>", QWEN2_VL_TEMPLATE, 32768)
+    ids = tokenizer.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=patch, merge_size=2, temporal_patch_size=2,
+        size={"shortest_edge": 4 * (2 * patch) ** 2, "longest_edge": 16 * (2 * patch) ** 2},  # 4 to 16 image tokens
+    )
+    processor_class = getattr(transformers, processor_cls)
+    from mmkit.models.multimodal.vlm import _image_only
+
+    processor = _image_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_TEMPLATE)
+    config = AutoConfig.for_model(
+        model_type, vision_config=vision, initializer_range=VLM_INIT,
+        text_config=dict(
+            vocab_size=_round_up(len(tokenizer), 64), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, initializer_range=VLM_INIT,
+            pad_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), **text,
+        ),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    return _save(folder, _vlm_class(config), config, processor)
+
+
+def _vlm_class(config):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText._model_mapping[type(config)]
+
+
+def build_qwen2_vl(folder: Path) -> Path:
+    # Qwen2-VL-2B: 14-pixel patches, 2x2 merged per token; mrope sections [16, 24, 24] of head_dim 128
+    vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, initializer_range=VLM_INIT)
+    text = dict(rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    return _qwen_vl(folder, "qwen2_vl", 14, vision, text, "Qwen2VLProcessor")
+
+
+def build_qwen2_5_vl(folder: Path) -> Path:
+    # Qwen2.5-VL: SwiGLU vision blocks, window attention (fullatt_block_indexes), RMSNorm
+    vision = dict(
+        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14, spatial_merge_size=2,
+        window_size=56, fullatt_block_indexes=[1], initializer_range=VLM_INIT,
+    )
+    text = dict(rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    return _qwen_vl(folder, "qwen2_5_vl", 14, vision, text, "Qwen2_5_VLProcessor")
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 

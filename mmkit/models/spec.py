@@ -155,6 +155,10 @@ class ModelSpec:
         """The trained weights (adapter + head, or the whole model) as `weight_files()` name them."""
         model.save_pretrained(folder, safe_serialization=True)
 
+    def notes(self) -> list[str]:
+        """Banner notes on the model (e.g. which parts train)."""
+        return []
+
     def merged_note(self) -> str:
         """What `mmkit merge` wrote, and how to load it."""
         return "loads with transformers Auto classes"
@@ -521,6 +525,10 @@ class ImageTextSpec(ModelSpec):
         except SafetensorError as err:
             raise UserError(f"{run / FULL_WEIGHTS_FILE} is not a readable safetensors file ({err}); the file is truncated or corrupt") from None
         return model
+
+    def notes(self) -> list[str]:
+        note = self.encoder_class.training_note(self.towers, self.model_cfg, self.lora.enabled)
+        return [note] if note else []
 
     def lora_targets(self, model):
         if self.lora.target_modules == "auto":  # only the towers lora.towers names (a regex that cannot reach the others)

@@ -60,6 +60,8 @@ class MultimodalSentimentTask(ImageRowsTask):
         notes = []
         if truncated:
             notes.append(f"{split.name}: {truncated} of {len(split)} texts truncated to {limit} tokens (data.max_length)")
+        if split.name == "train":  # dynamic-resolution models: how many tokens the images become
+            notes += [f"{split.name}: {note}" for note in encoder_cls.image_notes(processor, dataset["image"])]
         if len(keep) < len(split):
             notes.append(f"{split.name}: skipped {len(split) - len(keep)} rows whose text is longer than {limit} tokens (data.on_bad_row=skip)")
         return dataset, notes

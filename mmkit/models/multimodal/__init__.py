@@ -16,6 +16,12 @@ FAMILIES = {
     "two_tower": "mmkit.models.multimodal.two_tower:TwoTowerEncoder",
 }
 MODEL_TYPES = {"clip": "clip", "blip-2": "blip2", "llava": "llava"}
+# Image-text-to-text models (Qwen2-VL, LLaVA-NeXT, Idefics3, Gemma 3, ...): one generic family, whose
+# per-architecture facts are a table; each model type names its own encoder class.
+from mmkit.models.multimodal.vlm_table import ARCHITECTURES as _VLM_ARCHITECTURES  # noqa: E402
+
+FAMILIES.update({model_type: f"mmkit.models.multimodal.vlm:{model_type}" for model_type in _VLM_ARCHITECTURES})
+MODEL_TYPES.update({model_type: model_type for model_type in _VLM_ARCHITECTURES})
 
 
 def encoder_class(name: str):
