@@ -1071,6 +1071,17 @@ _TABLE = [
         loaded_class="TokenizersBackend",
         notes="llava is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
     ),
+    Replica(
+        "qwen2-vl", "Qwen/Qwen2-VL-2B-Instruct", "Qwen2VLProcessor", build_qwen2_vl, "Qwen2VLForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
+    Replica(
+        "qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen2_5_VLProcessor", build_qwen2_5_vl,
+        "Qwen2_5_VLForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}
 
