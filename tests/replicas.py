@@ -935,7 +935,16 @@ def _qwen_vl(folder: Path, model_type: str, patch: int, vision: dict, text: dict
         image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
     )
-    return _save(folder, _vlm_class(config), config, processor)
+    _save(folder, _vlm_class(config), config, processor)
+    # The real checkpoints ship a video processor config too (its class needs torchvision, so it is written as
+    # JSON): AutoProcessor then fails here as it does on the real ones, and mmkit must load without it.
+    video = {
+        "video_processor_type": processor_cls.replace("Processor", "VideoProcessor").replace("Qwen2_5_VL", "Qwen2VL"),
+        "processor_class": processor_cls, "patch_size": patch, "merge_size": 2, "temporal_patch_size": 2,
+        "size": dict(image_processor.size),
+    }
+    (Path(folder) / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Path(folder)
 
 
 def _vlm_class(config):
@@ -959,6 +968,46 @@ def build_qwen2_5_vl(folder: Path) -> Path:
     )
     text = dict(rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
     return _qwen_vl(folder, "qwen2_5_vl", 14, vision, text, "Qwen2_5_VLProcessor")
+
+
+SMOLVLM_TEMPLATE = (  # HuggingFaceTB/SmolVLM-256M-Instruct's
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}"
+    "{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def build_smolvlm(folder: Path) -> Path:
+    from tokenizers import AddedToken
+    from transformers import GPT2Tokenizer, SmolVLMConfig, SmolVLMImageProcessorPil, SmolVLMProcessor
+
+    from mmkit.models.multimodal.vlm import _image_only
+
+    # SmolVLM-256M-Instruct: GPT-2 BPE (SmolLM2), <|im_start|> / <end_of_utterance>, the image tags and one tag
+    # per tile position; images resized to a longest edge, cut into square tiles + a global view, each tile
+    # 64 tokens after the pixel shuffle (here: 32-pixel tiles of 8-pixel patches, 4 tokens)
+    vocab, merges = byte_level_bpe(head=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tokenizer = GPT2Tokenizer(
+        vocab=vocab, merges=merges, bos_token="<|im_start|>", eos_token="<end_of_utterance>", unk_token="<|endoftext|>",
+        pad_token="<|im_end|>", model_max_length=8192, add_prefix_space=False,
+    )
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in [
+        "<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *tiles,
+    ]])
+    image_processor = SmolVLMImageProcessorPil(
+        do_image_splitting=True, size={"longest_edge": 2 * IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE},
+    )
+    processor = _image_only(SmolVLMProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=SMOLVLM_TEMPLATE,
+    )
+    text = _rope_lm("LlamaConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), head_dim=16, initializer_range=VLM_INIT)
+    config = SmolVLMConfig(
+        vision_config=dict(_tiny(image_size=IMAGE_SIZE, patch_size=PATCH), initializer_range=VLM_INIT), text_config=text.to_dict(),
+        scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save(folder, _vlm_class(config), config, processor)
 
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -1081,6 +1130,12 @@ _TABLE = [
         "Qwen2_5_VLForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
         text_tokenizer_class="Qwen2Tokenizer",
         notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
+    Replica(
+        "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct", "SmolVLMProcessor", build_smolvlm,
+        "SmolVLMForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="GPT2Tokenizer", loaded_class="TokenizersBackend",
+        notes="its tokenizer loads as TokenizersBackend; the processor needs num2words",
     ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}

@@ -29,10 +29,19 @@ from mmkit.models.lora import load_trainable_state_dict
 from mmkit.runs.inference import load_trained, predict
 from mmkit.training.finetune import finetune
 
-# family (replica) -> what the banner's image-token range must say, and the run's extra settings.
+# family (replica) -> the run's extra settings, the banner's image-token note, where LoRA must and must not go.
 FAMILIES = {
-    "qwen2-vl": {"model.train_projector": True},  # the merger trains and is saved with the adapter
-    "qwen2.5-vl": {},
+    "qwen2-vl": dict(
+        settings={"model.train_projector": True},  # the merger trains and is saved with the adapter
+        tokens="image tokens per image: 4 to 6", language=".language_model.", vision=".visual.blocks.", projector="merger",
+    ),
+    "qwen2.5-vl": dict(
+        settings={}, tokens="image tokens per image: 4 to 6", language=".language_model.", vision=".visual.blocks.", projector="merger",
+    ),
+    "smolvlm": dict(
+        settings={"model.train_projector": True}, tokens="set per batch by the image's tiles", language=".text_model.",
+        vision=".vision_model.", projector="connector",
+    ),
 }
 WIDE = (56, 28)  # every third image: a different aspect, so a batch holds 4- and 6-token images
 
@@ -72,16 +81,18 @@ def vlm_run(request, tmp_path_factory, mixed_sizes):
     family = request.param
     base = REPLICAS[family].build(tmp_path_factory.mktemp(family))
     out = tmp_path_factory.mktemp(f"{family}-run") / "run"
-    metrics, banner = quiet_finetune(run_overrides(base, mixed_sizes, out, **{"train.max_steps": 6, **FAMILIES[family]}))
+    metrics, banner = quiet_finetune(run_overrides(base, mixed_sizes, out, **{"train.max_steps": 6, **FAMILIES[family]["settings"]}))
     return family, base, out, metrics, banner
 
 
 def test_banner_gives_the_image_token_range_and_what_trains(vlm_run):
     family, _, _, _, banner = vlm_run
-    assert "train: image tokens per image: 4 to 6" in banner, banner  # 4 for the squares, 6 for the wide ones
+    expected = FAMILIES[family]
+    assert expected["tokens"] in banner, banner  # Qwen: 4 for the squares, 6 for the wide ones
     trains = next(line for line in banner.splitlines() if "trains:" in line)
     assert "LoRA on the language model" in trains and "frozen: the vision tower" in trains
-    assert ("the projector (merger) in full" in trains) == bool(FAMILIES[family].get("model.train_projector")), trains
+    trained = f"the projector ({expected['projector']}) in full" in trains
+    assert trained == bool(expected["settings"].get("model.train_projector")), trains
 
 
 @pytest.mark.slow  # about 2 minutes per family on 2 CPU cores
@@ -106,18 +117,20 @@ def test_adapter_and_head_reload_on_a_fresh_base_to_identical_logits(vlm_run, mi
     rows = [json.loads(line) for line in mixed_sizes["test"].read_text().splitlines()[:6]]
     batch = trained.task.collator(trained.processor)([{"image": str(folder / r["image"]), "text": r["text"], "labels": 0} for r in rows])
     batch.pop("labels")
-    assert len(set(batch["image_grid_thw"].prod(-1).tolist())) == 2, "the batch mixes two image sizes"
+    image_tokens = (batch["input_ids"] == trained.task.encoder_class.image_token_id(trained.processor)).sum(-1)
+    assert len(set(image_tokens.tolist())) == 2, "the batch mixes two image sizes (and token counts)"
     with torch.inference_mode():
         assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
 
 
 def test_lora_reaches_only_the_language_model_and_the_merger_when_asked(vlm_run):
     family, _, run, _, _ = vlm_run
+    expected = FAMILIES[family]
     saved = load_file(str(run / "adapter_model.safetensors"))
     adapted = {k.split(".lora_A")[0] for k in saved if ".lora_A" in k}
-    assert adapted and all(".language_model." in name for name in adapted), sorted(adapted)[:4]
-    assert not any(".visual.blocks." in k for k in saved)
-    assert any(".merger." in k for k in saved) == bool(FAMILIES[family].get("model.train_projector"))
+    assert adapted and all(expected["language"] in name for name in adapted), sorted(adapted)[:4]
+    assert not any(expected["vision"] in k for k in saved)
+    assert any(f".{expected['projector']}." in k for k in saved) == bool(expected["settings"].get("model.train_projector"))
 
 
 def test_vision_tower_lora_never_hits_the_merger(vlm_run):
@@ -129,8 +142,9 @@ def test_vision_tower_lora_never_hits_the_merger(vlm_run):
     names = [f"encoder.model.{name}" for name, _ in encoder.model.named_modules()]
     regex = encoder.lora_regex(["language", "vision"])
     hit = [name for name in names if re.fullmatch(regex, name)]
-    assert any(".visual.blocks." in n for n in hit) and any(".language_model." in n for n in hit)
-    assert not any("merger" in n for n in hit), hit
+    expected = FAMILIES[family]
+    assert any(expected["vision"] in n for n in hit) and any(expected["language"] in n for n in hit)
+    assert not any(expected["projector"] in n for n in hit), hit
 
 
 @pytest.mark.parametrize("vlm_run", ["qwen2-vl"], indirect=True)  # the commands are family-agnostic

@@ -111,9 +111,20 @@ class VlmEncoder(FeatureEncoder):
         return list(processor._get_num_multimodal_tokens(image_sizes=[list(s) for s in sizes]).num_image_tokens)
 
     @classmethod
+    def row_image_tokens(cls, processor, batch, images) -> list[int]:
+        """Per row, the image features the model will compute from this batch."""
+        if cls.arch.nested_images:
+            # Idefics3 / SmolVLM: each real tile (the model skips the all-zero padding tiles) gives image_seq_len
+            pixels = batch["pixel_values"]
+            tiles = (pixels != 0).flatten(2).any(-1).sum(-1)
+            return [int(n) * processor.image_seq_len for n in tiles]
+        return cls.image_tokens(processor, [(image.height, image.width) for image in images])
+
+    @classmethod
     def preprocess(cls, processor, images, texts, model_cfg):
-        batch = dict(processor(images=images, text=cls.prompts(processor, texts, model_cfg), return_tensors="pt", padding=True))
-        expected = cls.image_tokens(processor, [(image.height, image.width) for image in images])
+        per_row = [[image] for image in images] if cls.arch.nested_images else images
+        batch = dict(processor(images=per_row, text=cls.prompts(processor, texts, model_cfg), return_tensors="pt", padding=True))
+        expected = cls.row_image_tokens(processor, batch, images)
         counts = (batch["input_ids"] == cls.image_token_id(processor)).sum(-1).tolist()
         for row, (count, wanted) in enumerate(zip(counts, expected)):
             # Per row: the model only checks the batch total, so a row short of tokens and another with extra
@@ -133,6 +144,8 @@ class VlmEncoder(FeatureEncoder):
     def image_notes(cls, processor, images: list) -> list[str]:
         from mmkit.data.images import upright_size
 
+        if not hasattr(processor, "_get_num_multimodal_tokens"):  # SmolVLM's processor cannot say ahead
+            return ["image tokens per image: set per batch by the image's tiles (this processor does not say them ahead)"]
         counts = cls.image_tokens(processor, [upright_size(image) for image in images])
         if not counts:
             return []
@@ -178,14 +191,30 @@ class VlmEncoder(FeatureEncoder):
 
 def _image_only(processor_class):
     """The processor without its video part: the video processors need torchvision, and rows have no video."""
-    if "video_processor" not in inspect.signature(processor_class.__init__).parameters:
+    signature = inspect.signature(processor_class.__init__)
+    if "video_processor" not in signature.parameters:
         return processor_class
+    # transformers reads a processor's parts and settings (image_seq_len, ...) from its __init__'s own argument
+    # names (co_varnames, not a signature), so the image-only __init__ is written out with the same arguments.
+    names = [n for n, p in signature.parameters.items() if n not in ("self", "video_processor") and p.kind == p.POSITIONAL_OR_KEYWORD]
+    defaults = {n: (None if signature.parameters[n].default is inspect.Parameter.empty else signature.parameters[n].default) for n in names}
+    source = (
+        f"def __init__(self, {', '.join(f'{n}=defaults[{n!r}]' for n in names)}, **kwargs):\n"
+        f"    base(self, {', '.join(f'{n}={n}' for n in names)}, video_processor=None, **kwargs)\n"
+    )
+    namespace = {"defaults": defaults, "base": processor_class.__init__}
+    exec(source, namespace)  # noqa: S102 - our own generated code, built from argument names only
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        processor_class.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+    def apply_chat_template(self, conversation, chat_template=None, **kwargs):
+        from transformers import ProcessorMixin
+
+        # SmolVLM's override only adds its video processor's frame defaults: the rendering is the mixin's.
+        return ProcessorMixin.apply_chat_template(self, conversation, chat_template, **kwargs)
 
     # Same name: the processor_config.json a run saves names the transformers class, which loads it elsewhere.
-    return type(processor_class.__name__, (processor_class,), {"__init__": __init__, "__module__": processor_class.__module__})
+    return type(processor_class.__name__, (processor_class,), {
+        "__init__": namespace["__init__"], "apply_chat_template": apply_chat_template, "__module__": processor_class.__module__,
+    })
 
 
 _image_only = cache(_image_only)

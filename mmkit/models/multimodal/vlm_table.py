@@ -23,6 +23,7 @@ class Architecture:
     # (Qwen2-VL: one token per 28x28 pixels, so 200,704 pixels = 256 tokens); None: fixed tokens per image/tile.
     pixel_limits: tuple[int, int] | None = None
     tokenizer_image_token: bool = False  # count placeholders by the tokenizer's image token (Gemma 3)
+    nested_images: bool = False  # the processor takes one list of images per row (Idefics3, SmolVLM)
 
 
 _QWEN = dict(
@@ -46,11 +47,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     ),
     "idefics3": Architecture(
         "Idefics3", "Idefics3Processor", inputs=("pixel_attention_mask",), language="model.text_model",
-        vision="model.vision_model", projector=("connector",), vision_targets=("q_proj", "v_proj"),
+        vision="model.vision_model", projector=("connector",), vision_targets=("q_proj", "v_proj"), nested_images=True,
     ),
     "smolvlm": Architecture(
         "SmolVLM", "SmolVLMProcessor", inputs=("pixel_attention_mask",), language="model.text_model",
-        vision="model.vision_model", projector=("connector",), vision_targets=("q_proj", "v_proj"),
+        vision="model.vision_model", projector=("connector",), vision_targets=("q_proj", "v_proj"), nested_images=True,
     ),
     "gemma3": Architecture(
         "Gemma 3", "Gemma3Processor", inputs=("token_type_ids",), language="model.language_model",
