@@ -213,5 +213,18 @@ def test_pixel_limits_set_the_image_token_count(tmp_path):
         cls.load_processor(ModelConfig(name_or_path=str(base), min_pixels=10_000, max_pixels=5_000), str(base))
 
 
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl", "smolvlm", "llava_next"])
+def test_the_mvsa_configs_load_and_say_their_memory(name):
+    from conftest import REPO
+
+    path = REPO / "recipes" / "configs" / f"mm_sentiment_mvsa_{name}.yaml"
+    cfg = load_config(path)
+    assert cfg.task == "mm_sentiment" and cfg.lora.towers == ["language"] and not cfg.model.train_projector
+    header = path.read_text(encoding="utf-8").split("task:")[0]
+    assert f"--config recipes/configs/{path.name}" in header and "bfloat16" in header and "4-bit" in header
+    if name.startswith("qwen"):
+        assert cfg.model.max_pixels == 256 * 28 * 28
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
