@@ -142,7 +142,12 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
         elif _vlm_type(folder):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "the good film"}]}]
             prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
-            batch = processor(images=[_image(), _image().resize((56, 28))], text=[prompt, prompt], padding=True, return_tensors="pt")
+            from mmkit.models.multimodal.vlm_table import ARCHITECTURES
+
+            images = [_image(), _image().resize((56, 28))]
+            if ARCHITECTURES[_vlm_type(folder)].nested_images:  # one list of images per row
+                images = [[image] for image in images]
+            batch = processor(images=images, text=[prompt, prompt], padding=True, return_tensors="pt")
             counts = (batch["input_ids"] == model.config.image_token_id).sum(-1).tolist()
             # dynamic resolution: Qwen2-VL one token per 28 x 28 pixels (4 and 6); SmolVLM 4 per tile (5 and 3 tiles)
             assert counts == {"qwen2-vl": [4, 6], "qwen2.5-vl": [4, 6], "smolvlm": [20, 12]}[replica.family], counts
