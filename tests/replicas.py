@@ -1010,6 +1010,43 @@ def build_smolvlm(folder: Path) -> Path:
     return _save(folder, _vlm_class(config), config, processor)
 
 
+LLAVA_NEXT_MISTRAL_TEMPLATE = (  # llava-hf/llava-v1.6-mistral-7b-hf's, user and assistant turns
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' }}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{{ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{% for content in message['content'] %}"
+    "{{ content['text'] }}{% endfor %}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def build_llava_next(folder: Path) -> Path:
+    from transformers import LlavaNextConfig, LlavaNextImageProcessorPil, LlavaNextProcessor
+
+    # llava-v1.6-mistral-7b-hf: the Mistral tokenizer + <image>; CLIP-L/336 tiles chosen from image_grid_pinpoints
+    # (the base view + up to 2x2 tiles, newline tokens after each row of tile features)
+    tokenizer = _llama_tokenizer(
+        extra_tail=["<image>"], legacy=True, pad_token="<unk>", padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    pinpoints = [[IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE], [2 * IMAGE_SIZE, 2 * IMAGE_SIZE]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE,
+    )
+    text = _rope_lm(
+        "MistralConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, sliding_window=4096, initializer_range=VLM_INIT,
+    )
+    config = LlavaNextConfig(
+        vision_config=_vision("CLIPVisionConfig", initializer_range=VLM_INIT).to_dict(), text_config=text.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="default", vision_feature_layer=-2, projector_hidden_act="gelu",
+    )
+    return _save(folder, _vlm_class(config), config, processor, tokenizer_config=_llama_keys(legacy=True))
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 
@@ -1136,6 +1173,12 @@ _TABLE = [
         "SmolVLMForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
         text_tokenizer_class="GPT2Tokenizer", loaded_class="TokenizersBackend",
         notes="its tokenizer loads as TokenizersBackend; the processor needs num2words",
+    ),
+    Replica(
+        "llava-next", "llava-hf/llava-v1.6-mistral-7b-hf", "LlavaNextProcessor", build_llava_next,
+        "LlavaNextForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="LlamaTokenizer", loaded_class="TokenizersBackend",
+        notes="llava_next is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
     ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}

@@ -42,6 +42,10 @@ FAMILIES = {
         settings={"model.train_projector": True}, tokens="set per batch by the image's tiles", language=".text_model.",
         vision=".vision_model.", projector="connector",
     ),
+    "llava-next": dict(  # the base view + the tiles of the best pinpoint grid + a newline per row of tiles
+        settings={}, tokens="image tokens per image: 36 to 52", language=".language_model.", vision=".vision_tower.",
+        projector="multi_modal_projector",
+    ),
 }
 WIDE = (56, 28)  # every third image: a different aspect, so a batch holds 4- and 6-token images
 
