@@ -99,12 +99,13 @@ def test_banner_gives_the_image_token_range_and_what_trains(vlm_run):
     assert trained == bool(expected["settings"].get("model.train_projector")), trains
 
 
-@pytest.mark.slow  # about 2 minutes per family on 2 CPU cores
+@pytest.mark.slow  # 2 to 7 minutes per family on 2 shared CPU cores
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_learns_the_fusion_task_from_mixed_sizes_and_needs_the_image(family, mixed_sizes, tmp_path):
     base = REPLICAS[family].build(tmp_path / family)
     out = tmp_path / "run"
-    metrics, _ = quiet_finetune(run_overrides(base, mixed_sizes, out, **{"train.epochs": 12, "model.train_projector": True}))
+    epochs = {"smolvlm": 20}.get(family, 12)  # measured: SmolVLM 0.875 after 12 epochs, 0.98 after 20
+    metrics, _ = quiet_finetune(run_overrides(base, mixed_sizes, out, **{"train.epochs": epochs, "model.train_projector": True}))
     assert metrics["accuracy"] >= 0.95, (family, metrics)
     trained = load_trained(str(out))
     assert accuracy(predictions(trained, mixed_sizes["test"])) == metrics["accuracy"]
