@@ -66,8 +66,10 @@ class ModelConfig:
     head_hidden: int = opt(256, "image(+text) models: hidden size of the MLP head on the fused features (0: one linear layer)", ge=0)
     head_dropout: float = opt(0.1, "image(+text) models: dropout before and inside the head", ge=0, lt=1)
     fusion: Optional[list[Literal["text", "image", "product", "difference"]]] = opt(None, "CLIP: features the head sees, from text, image, product, difference; empty: all four")
-    prompt: str = opt("{text}", "BLIP-2 / LLaVA: the prompt around the row's text; LLaVA adds the image (chat template when the processor has one)")
-    train_projector: bool = opt(False, "LLaVA: also train the vision-to-language projector (saved with the adapter)")
+    prompt: str = opt("{text}", "BLIP-2 / LLaVA / image-text-to-text models: the prompt around the row's text; LLaVA-style models add the image (chat template when the processor has one)")
+    train_projector: bool = opt(False, "LLaVA and image-text-to-text models: also train the vision-to-language projector / merger (saved with the adapter)")
+    min_pixels: Optional[int] = opt(None, "Qwen2-VL-style dynamic resolution: images are resized to at least this many pixels; empty: 3136 (Qwen3-VL 4096)", ge=1)
+    max_pixels: Optional[int] = opt(None, "Qwen2-VL-style dynamic resolution: at most this many pixels (28x28 per image token; 32x32 for Qwen3-VL); empty: 256 tokens' worth", ge=1)
     # translation
     init: Literal["pretrained", "scratch"] = opt("pretrained", "pretrained: load the weights of name_or_path | scratch: random weights (with lora.enabled=false)")
     tokenizer: Optional[str] = opt(None, "tokenizer folder (e.g. from `mmkit tokenizer train`); empty: the checkpoint's own")
@@ -110,7 +112,7 @@ class LoraConfig:
         "auto", "auto (the family's attention projections), a list of module-name suffixes, or one regex"
     )
     towers: Optional[list[str]] = opt(
-        None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; empty: the family's default"
+        None, "image+text models, parts LoRA adapts: CLIP/two-tower text,vision; BLIP-2 qformer,language; LLaVA language; Qwen2-VL, LLaVA-NeXT, Idefics3, Gemma 3 ... language,vision; empty: the family's default"
     )
     use_dora: bool = opt(False, "DoRA: train each adapted weight's magnitude apart from its direction (more compute per step)")
     use_rslora: bool = opt(False, "rsLoRA: scale the update by alpha / sqrt(r) instead of alpha / r (meant for high ranks)")

@@ -910,6 +910,160 @@ def build_llava(folder: Path) -> Path:
     return _save(folder, LlavaForConditionalGeneration, config, processor, tokenizer_config=_llama_keys())
 
 
+# --- image-text-to-text models (the generic VLM family) ------------------------------------------------------
+# Tiny random LMs give near-identical last-token states at init 0.02: these learn the head tests with 0.1.
+VLM_INIT = 0.1
+QWEN2_VL_TEMPLATE = (  # Qwen/Qwen2-VL-2B-Instruct's, without the video and numbering branches
+    "{% set image_count = namespace(value=0) %}{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}{% set image_count.value = image_count.value + 1 %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN_VL_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
+    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+    "<|image_pad|>", "<|video_pad|>",
+]  # Qwen2-VL's added tokens from 151643, in order
+
+
+def _qwen_vl(folder: Path, model_type: str, patch: int, vision: dict, text: dict, processor_cls: str) -> Path:
+    import transformers
+    from transformers import AutoConfig, Qwen2VLImageProcessorPil
+
+    tokenizer = _qwen_tokenizer(QWEN_VL_SPECIALS, "<|im_end|>", QWEN2_VL_TEMPLATE, 32768)
+    ids = tokenizer.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=patch, merge_size=2, temporal_patch_size=2,
+        size={"shortest_edge": 4 * (2 * patch) ** 2, "longest_edge": 16 * (2 * patch) ** 2},  # 4 to 16 image tokens
+    )
+    processor_class = getattr(transformers, processor_cls)
+    from mmkit.models.multimodal.vlm import _image_only
+
+    processor = _image_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN2_VL_TEMPLATE)
+    config = AutoConfig.for_model(
+        model_type, vision_config=vision, initializer_range=VLM_INIT,
+        text_config=dict(
+            vocab_size=_round_up(len(tokenizer), 64), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512, initializer_range=VLM_INIT,
+            pad_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), **text,
+        ),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    _save(folder, _vlm_class(config), config, processor)
+    # The real checkpoints ship a video processor config too (its class needs torchvision, so it is written as
+    # JSON): AutoProcessor then fails here as it does on the real ones, and mmkit must load without it.
+    video = {
+        "video_processor_type": processor_cls.replace("Processor", "VideoProcessor").replace("Qwen2_5_VL", "Qwen2VL"),
+        "processor_class": processor_cls, "patch_size": patch, "merge_size": 2, "temporal_patch_size": 2,
+        "size": dict(image_processor.size),
+    }
+    (Path(folder) / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Path(folder)
+
+
+def _vlm_class(config):
+    from transformers import AutoModelForImageTextToText
+
+    return AutoModelForImageTextToText._model_mapping[type(config)]
+
+
+def build_qwen2_vl(folder: Path) -> Path:
+    # Qwen2-VL-2B: 14-pixel patches, 2x2 merged per token; mrope sections [16, 24, 24] of head_dim 128
+    vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2, patch_size=14, spatial_merge_size=2, initializer_range=VLM_INIT)
+    text = dict(rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    return _qwen_vl(folder, "qwen2_vl", 14, vision, text, "Qwen2VLProcessor")
+
+
+def build_qwen2_5_vl(folder: Path) -> Path:
+    # Qwen2.5-VL: SwiGLU vision blocks, window attention (fullatt_block_indexes), RMSNorm
+    vision = dict(
+        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=14, spatial_merge_size=2,
+        window_size=56, fullatt_block_indexes=[1], initializer_range=VLM_INIT,
+    )
+    text = dict(rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0})
+    return _qwen_vl(folder, "qwen2_5_vl", 14, vision, text, "Qwen2_5_VLProcessor")
+
+
+SMOLVLM_TEMPLATE = (  # HuggingFaceTB/SmolVLM-256M-Instruct's
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}"
+    "{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def build_smolvlm(folder: Path) -> Path:
+    from tokenizers import AddedToken
+    from transformers import GPT2Tokenizer, SmolVLMConfig, SmolVLMImageProcessorPil, SmolVLMProcessor
+
+    from mmkit.models.multimodal.vlm import _image_only
+
+    # SmolVLM-256M-Instruct: GPT-2 BPE (SmolLM2), <|im_start|> / <end_of_utterance>, the image tags and one tag
+    # per tile position; images resized to a longest edge, cut into square tiles + a global view, each tile
+    # 64 tokens after the pixel shuffle (here: 32-pixel tiles of 8-pixel patches, 4 tokens)
+    vocab, merges = byte_level_bpe(head=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    tokenizer = GPT2Tokenizer(
+        vocab=vocab, merges=merges, bos_token="<|im_start|>", eos_token="<end_of_utterance>", unk_token="<|endoftext|>",
+        pad_token="<|im_end|>", model_max_length=8192, add_prefix_space=False,
+    )
+    tiles = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in [
+        "<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>", *tiles,
+    ]])
+    image_processor = SmolVLMImageProcessorPil(
+        do_image_splitting=True, size={"longest_edge": 2 * IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE},
+    )
+    processor = _image_only(SmolVLMProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=SMOLVLM_TEMPLATE,
+    )
+    text = _rope_lm("LlamaConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), head_dim=16, initializer_range=VLM_INIT)
+    config = SmolVLMConfig(
+        vision_config=dict(_tiny(image_size=IMAGE_SIZE, patch_size=PATCH), initializer_range=VLM_INIT), text_config=text.to_dict(),
+        scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+    )
+    return _save(folder, _vlm_class(config), config, processor)
+
+
+LLAVA_NEXT_MISTRAL_TEMPLATE = (  # llava-hf/llava-v1.6-mistral-7b-hf's, user and assistant turns
+    "{% for message in messages %}{% if message['role'] == 'user' %}{{ '[INST] ' }}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<image>\n' }}{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{{ ' [/INST]' }}{% elif message['role'] == 'assistant' %}{% for content in message['content'] %}"
+    "{{ content['text'] }}{% endfor %}{{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def build_llava_next(folder: Path) -> Path:
+    from transformers import LlavaNextConfig, LlavaNextImageProcessorPil, LlavaNextProcessor
+
+    # llava-v1.6-mistral-7b-hf: the Mistral tokenizer + <image>; CLIP-L/336 tiles chosen from image_grid_pinpoints
+    # (the base view + up to 2x2 tiles, newline tokens after each row of tile features)
+    tokenizer = _llama_tokenizer(
+        extra_tail=["<image>"], legacy=True, pad_token="<unk>", padding_side="left",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    pinpoints = [[IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE], [2 * IMAGE_SIZE, 2 * IMAGE_SIZE]]
+    image_processor = LlavaNextImageProcessorPil(
+        size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=PATCH, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1, chat_template=LLAVA_NEXT_MISTRAL_TEMPLATE,
+    )
+    text = _rope_lm(
+        "MistralConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, sliding_window=4096, initializer_range=VLM_INIT,
+    )
+    config = LlavaNextConfig(
+        vision_config=_vision("CLIPVisionConfig", initializer_range=VLM_INIT).to_dict(), text_config=text.to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="default", vision_feature_layer=-2, projector_hidden_act="gelu",
+    )
+    return _save(folder, _vlm_class(config), config, processor, tokenizer_config=_llama_keys(legacy=True))
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 
@@ -1024,6 +1178,29 @@ _TABLE = [
         "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="LlamaTokenizer",
         loaded_class="TokenizersBackend",
         notes="llava is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
+    ),
+    Replica(
+        "qwen2-vl", "Qwen/Qwen2-VL-2B-Instruct", "Qwen2VLProcessor", build_qwen2_vl, "Qwen2VLForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
+    Replica(
+        "qwen2.5-vl", "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen2_5_VLProcessor", build_qwen2_5_vl,
+        "Qwen2_5_VLForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
+    Replica(
+        "smolvlm", "HuggingFaceTB/SmolVLM-256M-Instruct", "SmolVLMProcessor", build_smolvlm,
+        "SmolVLMForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="GPT2Tokenizer", loaded_class="TokenizersBackend",
+        notes="its tokenizer loads as TokenizersBackend; the processor needs num2words",
+    ),
+    Replica(
+        "llava-next", "llava-hf/llava-v1.6-mistral-7b-hf", "LlavaNextProcessor", build_llava_next,
+        "LlavaNextForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="LlamaTokenizer", loaded_class="TokenizersBackend",
+        notes="llava_next is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
     ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}

@@ -76,6 +76,10 @@ MATRIX: dict[str, dict[str, str]] = {
     "blip2-opt": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "blip2-t5": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "llava": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "qwen2-vl": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "qwen2.5-vl": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "llava-next": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "smolvlm": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "two-tower": {"sentiment": TWO_TOWERS, "ner": TWO_TOWERS, "translation": TWO_TOWERS, "image_classification": TWO_TOWERS, "mm_sentiment": "pass"},
 }
 # What each refusal's one-line error says (a fragment of it).
@@ -99,7 +103,9 @@ REAL = {
     "nllb": "facebook/nllb-200-distilled-600M", "vit": "google/vit-base-patch16-224",
     "clip": "openai/clip-vit-base-patch32", "blip2-opt": "Salesforce/blip2-opt-2.7b", "blip2-t5": "Salesforce/blip2-flan-t5-xl",
     "blip": "Salesforce/blip-itm-base-coco",
-    "llava": "llava-hf/llava-1.5-7b-hf", "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
+    "llava": "llava-hf/llava-1.5-7b-hf", "qwen2-vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2.5-vl": "Qwen/Qwen2.5-VL-3B-Instruct",
+    "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
 }
 # Per-cell settings a real checkpoint of the family needs (the same a user sets).
 TRANSLATION = {

@@ -54,6 +54,20 @@ def _check_classes(replica: Replica, folder: Path):
         # without torchvision transformers 5 gives the PIL implementation, ViTImageProcessorPil
         assert type(processor).__name__.removesuffix("Pil") == replica.tokenizer_class
         return None, processor
+    if replica.kind == "vision-text" and _vlm_type(folder):
+        # The generic VLM family: the processor without its video part (that needs torchvision), as mmkit loads it.
+        from mmkit.config import ModelConfig
+        from mmkit.models.multimodal import encoder_class
+
+        assert _json(folder, "processor_config.json")["processor_class"] == replica.tokenizer_class
+        assert _json(folder, "tokenizer_config.json")["tokenizer_class"] == replica.text_tokenizer_class
+        if (folder / "video_preprocessor_config.json").is_file():
+            with pytest.raises((ImportError, OSError)):  # the video processor class needs torchvision
+                transformers.AutoProcessor.from_pretrained(folder)
+        processor = encoder_class(_vlm_type(folder)).load_processor(ModelConfig(), str(folder))
+        assert type(processor).__name__ == replica.tokenizer_class
+        assert type(processor.tokenizer).__name__ == replica.expected_loaded_class
+        return processor.tokenizer, processor
     if replica.kind == "vision-text":
         assert _json(folder, "processor_config.json")["processor_class"] == replica.tokenizer_class
         assert _json(folder, "tokenizer_config.json")["tokenizer_class"] == replica.text_tokenizer_class
@@ -66,6 +80,13 @@ def _check_classes(replica: Replica, folder: Path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     assert type(tokenizer).__name__ == replica.expected_loaded_class
     return tokenizer, None
+
+
+def _vlm_type(folder: Path) -> str | None:
+    from mmkit.models.multimodal.vlm_table import ARCHITECTURES
+
+    model_type = _json(folder, "config.json").get("model_type")
+    return model_type if model_type in ARCHITECTURES else None
 
 
 def _check_coverage(replica: Replica, tokenizer) -> None:
@@ -123,6 +144,21 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             assert (batch["input_ids"] == model.config.image_token_index).sum().item() == 16  # (32 / 8)^2, CLS dropped
             out = model(**batch)
             assert out.logits.shape[:2] == batch["input_ids"].shape
+        elif _vlm_type(folder):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "the good film"}]}]
+            prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+            from mmkit.models.multimodal.vlm_table import ARCHITECTURES
+
+            images = [_image(), _image().resize((56, 28))]
+            if ARCHITECTURES[_vlm_type(folder)].nested_images:  # one list of images per row
+                images = [[image] for image in images]
+            batch = processor(images=images, text=[prompt, prompt], padding=True, return_tensors="pt")
+            counts = (batch["input_ids"] == model.config.image_token_id).sum(-1).tolist()
+            # dynamic resolution: Qwen2-VL one token per 28 x 28 pixels (4 and 6); SmolVLM 4 per tile (5 and 3 tiles)
+            assert counts == {"qwen2-vl": [4, 6], "qwen2.5-vl": [4, 6], "smolvlm": [20, 12],
+                      "llava-next": [36, 52]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
+            out = model(**batch)
+            assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.logits).all()
         elif replica.kind == "seq2seq":
             sources, targets = ["the big cat sees the dog", "the bird eats"], ["die gross katze", "der vogel"]
             if replica.family == "mbart":

@@ -97,6 +97,20 @@ def load_rgb(reference: Any, min_side: int | None = None):
     return image.convert("RGB")
 
 
+def upright_size(reference: Any) -> tuple[int, int]:
+    """(height, width) of an image as load_rgb turns it upright, read from its header only (no decoding)."""
+    from PIL import Image
+
+    source = io.BytesIO(reference["bytes"]) if isinstance(reference, dict) and reference.get("bytes") else (
+        reference["path"] if isinstance(reference, dict) else reference
+    )
+    with Image.open(source) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF orientations that swap the sides
+            width, height = height, width
+    return height, width
+
+
 SIDE_KEYS = ("height", "width", "shortest_edge", "longest_edge")
 
 

@@ -12,7 +12,7 @@ Three shapes cover every task x family cell:
   base, or a standard checkpoint folder.
 - `MeanPooledSpec`: sentence-embedding checkpoints classified from the mean token state, which no transformers
   class does: the encoder plus a linear head (`mmkit.models.pooling`).
-- `ImageTextSpec`: an image+text feature encoder (CLIP, BLIP-2, LLaVA, two towers: `mmkit.models.multimodal`)
+- `ImageTextSpec`: an image+text feature encoder (CLIP, BLIP, BLIP-2, LLaVA, Qwen2-VL-style VLMs, two towers: `mmkit.models.multimodal`)
   with an MLP head.
 """
 
@@ -166,6 +166,10 @@ class ModelSpec:
             save_adapter(model, folder, state_dict=state_dict)
         else:
             model.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+
+    def notes(self) -> list[str]:
+        """Banner notes on the model (e.g. which parts train)."""
+        return []
 
     def merged_note(self) -> str:
         """What `mmkit merge` wrote, and how to load it."""
@@ -536,6 +540,10 @@ class ImageTextSpec(ModelSpec):
         except SafetensorError as err:
             raise UserError(f"{run / FULL_WEIGHTS_FILE} is not a readable safetensors file ({err}); the file is truncated or corrupt") from None
         return model
+
+    def notes(self) -> list[str]:
+        note = self.encoder_class.training_note(self.towers, self.model_cfg, self.lora.enabled)
+        return [note] if note else []
 
     def lora_targets(self, model):
         if self.lora.target_modules == "auto":  # only the towers lora.towers names (a regex that cannot reach the others)

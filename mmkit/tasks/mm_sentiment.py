@@ -1,4 +1,5 @@
-"""Image + text sentiment (multimodal sentiment) on CLIP, BLIP-2, LLaVA-style and two-tower backbones.
+"""Image + text sentiment (multimodal sentiment) on CLIP, BLIP, BLIP-2, LLaVA-style, image-text-to-text
+(Qwen2-VL, SmolVLM, ...) and two-tower backbones.
 
 The family (mmkit/multimodal/) turns a batch of images and texts into one feature vector per row; this task
 puts a head on it (`model.head_hidden`, `model.head_dropout`), and the shared classification code judges it.
@@ -60,6 +61,8 @@ class MultimodalSentimentTask(ImageRowsTask):
         notes = []
         if truncated:
             notes.append(f"{split.name}: {truncated} of {len(split)} texts truncated to {limit} tokens (data.max_length)")
+        if split.name == "train":  # dynamic-resolution models: how many tokens the images become
+            notes += [f"{split.name}: {note}" for note in encoder_cls.image_notes(processor, dataset["image"])]
         if len(keep) < len(split):
             notes.append(f"{split.name}: skipped {len(split) - len(keep)} rows whose text is longer than {limit} tokens (data.on_bad_row=skip)")
         return dataset, notes

@@ -75,7 +75,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
 
     # 2. Model: processor, pretrained backbone + new head, LoRA.
     processor = task.load_processor()
-    notes = list(data.notes)
+    notes = list(data.notes) + task.spec.notes()
     prepared = {}
     with accelerator.main_process_first():  # the main process tokenizes and caches; the others reuse it
         for name, split in data.splits.items():

@@ -8,16 +8,20 @@ from pathlib import Path
 
 from mmkit.errors import UserError
 
+from mmkit.models.multimodal.vlm_table import ARCHITECTURES as VLM_ARCHITECTURES
+
 # family -> "module:Class"; a checkpoint's config.json `model_type` picks the family.
 FAMILIES = {
     "clip": "mmkit.models.multimodal.clip:ClipEncoder",
+    "blip": "mmkit.models.multimodal.blip:BlipEncoder",
     "blip2": "mmkit.models.multimodal.blip2:Blip2Encoder",
     "llava": "mmkit.models.multimodal.llava:LlavaEncoder",
     "two_tower": "mmkit.models.multimodal.two_tower:TwoTowerEncoder",
-    "blip": "mmkit.models.multimodal.blip:BlipEncoder",
+    # Image-text-to-text models (Qwen2-VL, LLaVA-NeXT, Idefics3, Gemma 3, ...): one generic family whose
+    # per-architecture facts are a table (vlm_table.py); each model type names its own encoder class.
+    **{model_type: f"mmkit.models.multimodal.vlm:{model_type}" for model_type in VLM_ARCHITECTURES},
 }
-MODEL_TYPES = {"clip": "clip", "blip-2": "blip2", "llava": "llava"}
-MODEL_TYPES["blip"] = "blip"
+MODEL_TYPES = {"clip": "clip", "blip": "blip", "blip-2": "blip2", "llava": "llava", **{t: t for t in VLM_ARCHITECTURES}}
 
 
 def encoder_class(name: str):
@@ -33,8 +37,9 @@ def family_for(model_cfg, source: str | None) -> str:
         raise UserError("model.text is set but model.vision is not: a two-tower model needs both (or use model.name_or_path)")
     model_type = checkpoint_model_type(source, model_cfg)
     if model_type not in MODEL_TYPES:
+        known = ", ".join(sorted(MODEL_TYPES))
         raise UserError(
-            f"{source}: a '{model_type}' checkpoint is not an image+text model mmkit knows (CLIP, BLIP-2, LLaVA); "
+            f"{source}: a '{model_type}' checkpoint is not an image+text model mmkit knows (model types: {known}); "
             "for a text encoder + image encoder pair set model.text and model.vision"
         )
     return MODEL_TYPES[model_type]
@@ -42,7 +47,7 @@ def family_for(model_cfg, source: str | None) -> str:
 
 def checkpoint_model_type(source: str | None, model_cfg) -> str:
     if not source:
-        raise UserError("set model.name_or_path to a CLIP, BLIP-2 or LLaVA checkpoint, or model.text + model.vision")
+        raise UserError("set model.name_or_path to an image+text checkpoint (CLIP, BLIP, BLIP-2, LLaVA, Qwen2-VL, SmolVLM, ...), or model.text + model.vision")
     local = Path(source) / "config.json"
     if local.is_file():
         return json.loads(local.read_text(encoding="utf-8")).get("model_type", "")

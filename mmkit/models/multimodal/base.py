@@ -77,6 +77,16 @@ class FeatureEncoder(nn.Module):
         """
         raise NotImplementedError
 
+    @classmethod
+    def image_notes(cls, processor, images: list) -> list[str]:
+        """Banner notes on how the training images (references: paths or Hub records) become tokens."""
+        return []
+
+    @classmethod
+    def training_note(cls, towers: list[str], model_cfg, lora_enabled: bool) -> str | None:
+        """A banner note saying which parts train and which stay frozen (None: the LoRA line says it all)."""
+        return None
+
     # --- LoRA ---------------------------------------------------------------------------------------------
     def lora_regex(self, towers: list[str]) -> str:
         """One regex (matched against full module names under the classifier, `encoder.` first) for the
