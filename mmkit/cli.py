@@ -337,7 +337,16 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "compa
 
 
 @exit_on_user_error
+def quiet_libraries() -> None:
+    """bitsandbytes (imported by PEFT when installed) logs on every start that an optional CPU kernel package is
+    missing; mmkit works without it, so only its errors are shown."""
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -357,6 +366,7 @@ def recipe_main(task: str, argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", required=True, help="YAML config file (see recipes/configs/)")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    quiet_libraries()
     args = parser.parse_args(argv)
 
     @exit_on_user_error

@@ -233,3 +233,52 @@ def test_the_mvsa_configs_load_and_say_their_memory(name):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# --- model.quantization: a 4-bit base (QLoRA) ------------------------------------------------------------------
+def _widened(folder: Path, family: str) -> Path:
+    """The replica at width 64: bitsandbytes' CPU kernels quantize in blocks of 64 input features."""
+    from transformers import AutoConfig, AutoModelForImageTextToText
+
+    base = REPLICAS[family].build(folder)
+    config = AutoConfig.from_pretrained(base)
+    text, vision = config.text_config, config.vision_config
+    text.hidden_size, text.intermediate_size, text.num_attention_heads, text.head_dim = 64, 128, 4, 16
+    vision.hidden_size, vision.intermediate_size = 64, 128
+    if hasattr(vision, "out_hidden_size"):  # Qwen2.5-VL's merger output
+        vision.out_hidden_size = 64
+    for attribute in ("num_heads", "num_attention_heads"):
+        if hasattr(vision, attribute):
+            setattr(vision, attribute, 4)
+    for old in base.glob("*.safetensors"):
+        old.unlink()
+    AutoModelForImageTextToText.from_config(config).save_pretrained(base)
+    return base
+
+
+@pytest.mark.parametrize("family, projector", [("qwen2.5-vl", "merger"), ("llava", "multi_modal_projector")])
+def test_a_4bit_base_trains_lora_and_the_projector_and_reloads_to_identical_logits(family, projector, mixed_sizes, tmp_path):
+    """QLoRA on a VLM: the language model and vision tower load in 4-bit, the projector stays in model.dtype so
+    model.train_projector trains it; the run saves adapter + head + projector and reloads on a fresh 4-bit base."""
+    bnb = pytest.importorskip("bitsandbytes", reason="the 4-bit path needs bitsandbytes: pip install 'mmkit[quantization]'")
+    base = _widened(tmp_path / family, family)
+    out = tmp_path / "run"
+    quiet_finetune(run_overrides(base, mixed_sizes, out, **{
+        "model.quantization": "4bit", "model.train_projector": True, "train.max_steps": 2, "lora.r": 8,
+    }))
+    trained = load_trained(str(out))
+    inner = trained.model.get_base_model().encoder.model
+    quantized = [name for name, module in inner.named_modules() if isinstance(module, bnb.nn.Linear4bit)]
+    assert any("language_model" in n for n in quantized) and any(("visual" in n or "vision_tower" in n) for n in quantized), quantized[:4]
+    assert not any(projector in n for n in quantized), [n for n in quantized if projector in n]
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert any(f".{projector}." in k for k in saved) and all(v.dtype == torch.float32 for v in saved.values())
+
+    reference = trained.task.spec.build(trained.labels, trained.processor).eval()
+    load_trainable_state_dict(reference, load_file(str(out / "checkpoints" / "best" / "trainable.safetensors")))
+    folder = mixed_sizes["test"].parent
+    rows = [json.loads(line) for line in mixed_sizes["test"].read_text().splitlines()[:4]]
+    batch = trained.task.collator(trained.processor)([{"image": str(folder / r["image"]), "text": r["text"], "labels": 0} for r in rows])
+    batch.pop("labels")
+    with torch.inference_mode():
+        assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)

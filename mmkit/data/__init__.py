@@ -99,6 +99,9 @@ def _load_file(path: Path, name: str) -> Split:
         return Split(name=name, origin=str(path), dataset=dataset, path=path, row_lines=lines)
     builder = FILE_BUILDERS[suffix]
     kwargs: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    # No "Generating train split" bars on the first read of a file (later reads hit the cache and print none):
+    # mmkit's banner says how many rows each split has.
+    datasets.disable_progress_bars()
     try:
         # `data_files` names the one file: `data_dir` would also pick up every other file in its folder.
         dataset = datasets.load_dataset(builder, data_files={name: str(path)}, split=name, **kwargs)

@@ -21,8 +21,9 @@ def quiet_transformers() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True) -> dict[str, Any]:
-    """Arguments every `from_pretrained` call gets: remote code only when asked, the configured revision."""
+def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True, unquantized: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Arguments every `from_pretrained` call gets: remote code only when asked, the configured revision;
+    `unquantized`: modules a 4-/8-bit load leaves in model.dtype."""
     kwargs: dict[str, Any] = {"trust_remote_code": model_cfg.trust_remote_code}
     if with_dtype:
         import torch
@@ -30,13 +31,16 @@ def pretrained_kwargs(model_cfg: ModelConfig, with_dtype: bool = True) -> dict[s
         from mmkit.models.quantization import quantization_kwargs
 
         kwargs["dtype"] = getattr(torch, model_cfg.dtype)
-        kwargs.update(quantization_kwargs(model_cfg))  # model.quantization: 4-bit / 8-bit base, loaded on its device
+        kwargs.update(quantization_kwargs(model_cfg, unquantized))  # model.quantization: 4-bit / 8-bit base, loaded on its device
     if model_cfg.revision:
         kwargs["revision"] = model_cfg.revision
     return kwargs
 
 
-def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str = "model", loading_info: bool = False, **kwargs):
+def load_pretrained(
+    auto_class, source: str, model_cfg: ModelConfig, what: str = "model", loading_info: bool = False,
+    unquantized: tuple[str, ...] = (), **kwargs,
+):
     """`auto_class.from_pretrained` with safetensors only and a one-line error for a bad checkpoint.
 
     `loading_info=True` returns (model, the set of parameter names that were newly initialised)."""
@@ -46,7 +50,7 @@ def load_pretrained(auto_class, source: str, model_cfg: ModelConfig, what: str =
     warn_if_loaded_per_process()
     try:
         result = auto_class.from_pretrained(
-            source, use_safetensors=True, output_loading_info=loading_info, **pretrained_kwargs(model_cfg), **kwargs
+            source, use_safetensors=True, output_loading_info=loading_info, **pretrained_kwargs(model_cfg, unquantized=unquantized), **kwargs
         )
     except SafetensorError as err:
         raise UserError(f"the {what} at '{source}' has a weights file that is not readable safetensors ({err}): truncated or corrupt") from None

@@ -80,16 +80,22 @@ def _keep_initial_adapter(peft_model) -> None:
 def save_adapter(model, folder, state_dict: dict | None = None) -> None:
     """The adapter + head as PEFT files, loadable on the original base model. `state_dict`: the full weights
     gathered from every process (under FSDP / ZeRO-3 the model itself holds shards)."""
-    # save_embedding_layers=False: PEFT's "auto" looks the base up on the Hub (offline: two warnings) to learn
-    # whether the vocabulary grew; mmkit knows: added tokens are saved as trainable-token rows, never as a
-    # whole embedding matrix, and the base is resized to the tokenizer before the adapter is loaded.
+    # PEFT's save_embedding_layers="auto" looks the base up on the Hub (offline: two warnings) to learn whether
+    # the vocabulary grew; mmkit knows it: the model has trainable-token rows exactly when tokens were added.
+    # Then the embedding matrices are saved too: a reload on the resized base needs them to embed the new
+    # tokens as trained (tests/test_translation.py checks the reloaded row).
+    from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+
+    new_tokens = any(isinstance(module, TrainableTokensLayer) for module in model.modules())
     initial = getattr(model, "_mmkit_initial_adapter", None)
     conversion = {"path_initial_model_for_weight_conversion": f"{initial.name}/{_INITIAL_ADAPTER}"} if initial else {}
     with warnings.catch_warnings():
         # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA/OLoRA should
         # be converted: this is that conversion.
         warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights")
-        model.save_pretrained(folder, safe_serialization=True, save_embedding_layers=False, state_dict=state_dict, **conversion)
+        model.save_pretrained(
+            folder, safe_serialization=True, save_embedding_layers=new_tokens, state_dict=state_dict, **conversion
+        )
     if initial:
         _restore_non_lora_weights(model, folder)
 

@@ -8,6 +8,7 @@ written); loading then only adds `from_pretrained` arguments.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mmkit.errors import UserError
@@ -36,7 +37,8 @@ def check_quantization(cfg, spec) -> None:
         name = encoder.family if encoder is not None else f"{spec.family.name} ({cfg.task})"
         raise UserError(
             f"model.quantization is not available for {name} models in mmkit: their task head or trained parts sit "
-            "inside the quantized model; it works with the BLIP image+text family (task mm_sentiment). Leave "
+            "inside the quantized model; it works with the image+text families BLIP, LLaVA and the image-text-to-text "
+            "models (Qwen2-VL, SmolVLM, ...; task mm_sentiment). Leave "
             "model.quantization empty (model.dtype=bfloat16 halves the memory)"
         )
     try:
@@ -63,10 +65,11 @@ def check_quantization(cfg, spec) -> None:
         )
 
 
-def quantization_kwargs(model_cfg) -> dict[str, Any]:
+def quantization_kwargs(model_cfg, keep: tuple[str, ...] = ()) -> dict[str, Any]:
     """`from_pretrained` arguments for a quantized base: the BitsAndBytesConfig, and a device map that puts
     each process's copy straight onto its own device (bitsandbytes quantizes while the weights load there;
-    no full-precision copy of the model is ever built in CPU memory)."""
+    no full-precision copy of the model is ever built in CPU memory). `keep`: module names left in
+    model.dtype (a VLM's projector, which model.train_projector trains in full: 4-bit weights cannot train)."""
     mode = model_cfg.quantization
     if not mode:
         return {}
@@ -75,14 +78,17 @@ def quantization_kwargs(model_cfg) -> dict[str, Any]:
     from transformers import BitsAndBytesConfig
 
     compute = getattr(torch, model_cfg.dtype)
+    # transformers matches a skip entry from the start of a module's name (or as a regex, or a suffix), so each
+    # name becomes "at any depth". Setting the list replaces its default one (the LM head): the head is named too.
+    skip = {"llm_int8_skip_modules": [rf"(?:.*\.)?{re.escape(name)}" for name in keep] + ["lm_head"]} if keep else {}
     if mode == "4bit":
         # QLoRA's recipe: NF4 storage, double quantization of the scales, matmuls in model.dtype (bf16 on a GPU).
         config = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_compute_dtype=compute, **skip,
         )
     else:
-        config = BitsAndBytesConfig(load_in_8bit=True)
+        config = BitsAndBytesConfig(load_in_8bit=True, **skip)
     return {"quantization_config": config, "device_map": {"": PartialState().device}}
 
 

@@ -28,7 +28,7 @@ class FeatureEncoder(nn.Module):
     family: str = ""
     towers: tuple[str, ...] = ()  # the parts `lora.towers` may name
     default_towers: tuple[str, ...] = ()
-    # model.quantization allowed: shown to train and reload on a 4-bit base (tests/test_blip.py)
+    # model.quantization allowed: shown to train and reload on a 4-bit base (tests/test_blip.py, tests/test_vlm.py)
     supports_quantization: bool = False
     feature_dim: int
 

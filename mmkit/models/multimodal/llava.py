@@ -14,6 +14,7 @@ class LlavaEncoder(FeatureEncoder):
     family = "llava"
     towers = ("language",)
     default_towers = ("language",)
+    supports_quantization = True
 
     def __init__(self, model):
         super().__init__()
@@ -26,8 +27,9 @@ class LlavaEncoder(FeatureEncoder):
 
         from mmkit.models.loading import load_pretrained
 
-        # Checkpoints are saved as LlavaForConditionalGeneration; the LM head is dropped after loading.
-        return cls(load_pretrained(LlavaForConditionalGeneration, source, model_cfg).model)
+        # Checkpoints are saved as LlavaForConditionalGeneration; the LM head is dropped after loading. Under
+        # model.quantization the projector stays in model.dtype, so model.train_projector can train it.
+        return cls(load_pretrained(LlavaForConditionalGeneration, source, model_cfg, unquantized=(PROJECTOR,)).model)
 
     @classmethod
     def prompts(cls, processor, texts, model_cfg) -> list[str]:

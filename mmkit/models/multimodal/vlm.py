@@ -27,6 +27,7 @@ class VlmEncoder(FeatureEncoder):
     arch: Architecture
     towers = ("language", "vision")
     default_towers = ("language",)
+    supports_quantization = True
 
     def __init__(self, model):
         super().__init__()
@@ -46,8 +47,9 @@ class VlmEncoder(FeatureEncoder):
 
         from mmkit.models.loading import load_pretrained
 
-        # Saved as XForConditionalGeneration; only its inner model is kept (the LM head is not used).
-        return cls(load_pretrained(AutoModelForImageTextToText, source, model_cfg).model)
+        # Saved as XForConditionalGeneration; only its inner model is kept (the LM head is not used). Under
+        # model.quantization the projector/merger stays in model.dtype, so model.train_projector can train it.
+        return cls(load_pretrained(AutoModelForImageTextToText, source, model_cfg, unquantized=cls.arch.projector).model)
 
     @classmethod
     def load_processor(cls, model_cfg, source: str, run=None):
