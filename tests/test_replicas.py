@@ -156,7 +156,7 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             counts = (batch["input_ids"] == model.config.image_token_id).sum(-1).tolist()
             # dynamic resolution: Qwen2-VL one token per 28 x 28 pixels (4 and 6); SmolVLM 4 per tile (5 and 3 tiles)
             assert counts == {"qwen2-vl": [4, 6], "qwen2.5-vl": [4, 6], "smolvlm": [20, 12],
-                      "llava-next": [36, 52]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
+                      "llava-next": [36, 52], "qwen3-vl": [4, 6], "gemma3": [4, 4]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
             out = model(**batch)
             assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.logits).all()
         elif replica.kind == "seq2seq":
