@@ -211,6 +211,25 @@ def test_placeholders_that_do_not_match_a_rows_image_are_refused(tmp_path, monke
         encoder(**short)
 
 
+@pytest.mark.parametrize("vlm_run", ["gemma3"], indirect=True)
+def test_gemma3_rows_have_one_bos_and_token_types_marking_the_image(vlm_run):
+    """Gemma 3's template writes <bos> itself (the tokenizer must not add a second); token_type_ids mark the
+    soft image tokens, which the model attends to bidirectionally."""
+    from PIL import Image
+
+    from mmkit.models.multimodal import encoder_class, family_for
+
+    _, base, _, _, _ = vlm_run
+    model_cfg = ModelConfig(name_or_path=str(base))
+    cls = encoder_class(family_for(model_cfg, str(base)))
+    processor = cls.load_processor(model_cfg, str(base))
+    batch = cls.preprocess(processor, [Image.new("RGB", (32, 32), "red"), Image.new("RGB", WIDE, "blue")], ["good film", "bad"], model_cfg)
+    ids, bos = batch["input_ids"], processor.tokenizer.bos_token_id
+    assert (ids == bos).sum(-1).tolist() == [1, 1]
+    image = ids == processor.tokenizer.image_token_id
+    assert image.sum(-1).tolist() == [4, 4] and torch.equal(batch["token_type_ids"] == 1, image)
+
+
 def test_pixel_limits_set_the_image_token_count(tmp_path):
     from PIL import Image
 
