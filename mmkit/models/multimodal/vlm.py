@@ -116,7 +116,8 @@ class VlmEncoder(FeatureEncoder):
     def row_image_tokens(cls, processor, batch, images) -> list[int]:
         """Per row, the image features the model will compute from this batch."""
         if "pixel_attention_mask" in batch:
-            # Idefics3 / SmolVLM: each real tile (the model skips the all-zero padding tiles) gives image_seq_len
+            # Idefics3 / SmolVLM (tiled, padded, hence the mask; Gemma 3 also nests images but has one view per
+            # image): each real tile (the model skips the all-zero padding tiles) gives image_seq_len
             pixels = batch["pixel_values"]
             tiles = (pixels != 0).flatten(2).any(-1).sum(-1)
             return [int(n) * processor.image_seq_len for n in tiles]
