@@ -1064,6 +1064,125 @@ def build_llava_next(folder: Path) -> Path:
     return _save(folder, _vlm_class(config), config, processor, tokenizer_config=_llama_keys(legacy=True))
 
 
+QWEN3_VL_TEMPLATE = (  # Qwen/Qwen3-VL-2B-Instruct's, without the tools, video and reasoning branches: no default system turn
+    "{%- if messages[0].role == 'system' %}{{- '<|im_start|>system\n' }}{%- if messages[0].content is string %}"
+    "{{- messages[0].content }}{%- else %}{%- for content in messages[0].content %}{%- if 'text' in content %}"
+    "{{- content.text }}{%- endif %}{%- endfor %}{%- endif %}{{- '<|im_end|>\n' }}{%- endif %}"
+    "{%- set image_count = namespace(value=0) %}{%- for message in messages %}{%- if message.role == 'user' %}"
+    "{{- '<|im_start|>' + message.role + '\n' }}{%- if message.content is string %}{{- message.content }}{%- else %}"
+    "{%- for content in message.content %}{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
+    "{%- set image_count.value = image_count.value + 1 %}{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}"
+    "<|vision_start|><|image_pad|><|vision_end|>{%- elif 'text' in content %}{{- content.text }}{%- endif %}{%- endfor %}"
+    "{%- endif %}{{- '<|im_end|>\n' }}{%- elif message.role == 'assistant' %}{{- '<|im_start|>' + message.role + '\n' }}"
+    "{%- if message.content is string %}{{- message.content }}{%- else %}{%- for content_item in message.content %}"
+    "{%- if 'text' in content_item %}{{- content_item.text }}{%- endif %}{%- endfor %}{%- endif %}{{- '<|im_end|>\n' }}"
+    "{%- endif %}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+QWEN3_VL_SPECIALS = [
+    *QWEN_VL_SPECIALS, "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>",
+]  # Qwen3-VL's added tokens from 151643, in order
+
+
+def build_qwen3_vl(folder: Path) -> Path:
+    from transformers import Qwen2VLImageProcessorPil, Qwen3VLConfig, Qwen3VLProcessor
+
+    from mmkit.models.multimodal.vlm import _image_only
+
+    # Qwen/Qwen3-VL-2B-Instruct: 16-pixel patches, 2x2 merged per token (one token per 32x32 pixels), learned
+    # position embeddings on a square grid (2304 = 48^2), DeepStack: vision blocks [5, 11, 17] feed the first LM
+    # layers through their own mergers; interleaved mrope sections [24, 20, 20] of head_dim 128; tied embeddings;
+    # mean/std 0.5. Here: 2 vision blocks, block 0 feeds DeepStack; an 8x8 position grid; head_dim 16.
+    patch = 16
+    tokenizer = _qwen_tokenizer(QWEN3_VL_SPECIALS, "<|im_end|>", QWEN3_VL_TEMPLATE, 262144)
+    ids = tokenizer.convert_tokens_to_ids
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=patch, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={"shortest_edge": 4 * (2 * patch) ** 2, "longest_edge": 16 * (2 * patch) ** 2},  # 4 to 16 image tokens
+    )
+    processor = _image_only(Qwen3VLProcessor)(image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN3_VL_TEMPLATE)
+    config = Qwen3VLConfig(
+        vision_config=dict(
+            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=patch,
+            spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[0],
+            initializer_range=VLM_INIT,
+        ),
+        text_config=dict(
+            vocab_size=_round_up(len(tokenizer), 64), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=512, initializer_range=VLM_INIT,
+            rope_parameters={"rope_type": "default", "mrope_section": [4, 2, 2], "mrope_interleaved": True, "rope_theta": 5000000.0},
+            pad_token_id=ids("<|endoftext|>"),
+        ),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=True,
+    )
+    _save(folder, _vlm_class(config), config, processor)
+    # As the real checkpoint: a video processor config whose class needs torchvision (AutoProcessor fails here).
+    video = {
+        "video_processor_type": "Qwen3VLVideoProcessor", "processor_class": "Qwen3VLProcessor", "patch_size": patch,
+        "merge_size": 2, "temporal_patch_size": 2, "size": dict(image_processor.size),
+    }
+    (Path(folder) / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return Path(folder)
+
+
+GEMMA3_TEMPLATE = (  # google/gemma-3-4b-it's (chat_template.json)
+    "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\n' }}\n"
+    "{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n"
+)
+
+
+def build_gemma3(folder: Path) -> Path:
+    from transformers import Gemma3Config, Gemma3ImageProcessorPil, Gemma3Processor, GemmaTokenizer
+
+    # google/gemma-3-4b-it: the Gemma tokenizer (<pad>=0 <eos>=1 <bos>=2 <unk>=3 <mask>=4, bos added), the turn
+    # tokens, <start_of_image> / <end_of_image> and <image_soft_token> named as boi/eoi/image tokens; SigLIP at
+    # 896 px / 14-pixel patches, the projector average-pools the 64x64 patches to mm_tokens_per_image = 256
+    # (processor image_seq_length 256), mean/std 0.5, no pan-and-scan. Here: 32 px, 8-pixel patches, 4 tokens.
+    boi, eoi, soft = "<start_of_image>", "<end_of_image>", "<image_soft_token>"
+    vocab, merges = sentencepiece_bpe(GEMMA_HEAD + ["<start_of_turn>", "<end_of_turn>", boi, eoi], tail=[soft], bare_words=True)
+    tokenizer = GemmaTokenizer(
+        vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False, model_max_length=HUGE,
+        extra_special_tokens={"boi_token": boi, "eoi_token": eoi, "image_token": soft},
+    )
+    # after the named ones: passed together, additional_special_tokens is dropped (<start_of_turn> would split)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"]})
+    image_processor = Gemma3ImageProcessorPil(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_mean=[0.5] * 3, image_std=[0.5] * 3, do_pan_and_scan=False,
+    )
+    processor = Gemma3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_length=4, chat_template=GEMMA3_TEMPLATE)
+    text = _rope_lm(
+        "Gemma3TextConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=16, sliding_window=512, initializer_range=VLM_INIT,
+    )
+    config = Gemma3Config(
+        vision_config=dict(_vision("SiglipVisionConfig").to_dict(), vision_use_head=False), text_config=text.to_dict(),
+        mm_tokens_per_image=4, boi_token_index=tokenizer.convert_tokens_to_ids(boi),
+        eoi_token_index=tokenizer.convert_tokens_to_ids(eoi), image_token_index=tokenizer.convert_tokens_to_ids(soft),
+        initializer_range=VLM_INIT,
+    )
+
+    def draw_projection(model):  # zero-initialised: a random Gemma 3 would ignore the image
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, VLM_INIT)
+
+    return _save(folder, _vlm_class(config), config, processor, after_init=draw_projection)
+
+
 # --- the table --------------------------------------------------------------------------------------------
 
 
@@ -1201,6 +1320,15 @@ _TABLE = [
         "LlavaNextForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
         text_tokenizer_class="LlamaTokenizer", loaded_class="TokenizersBackend",
         notes="llava_next is in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS: its tokenizer loads as TokenizersBackend",
+    ),
+    Replica(
+        "qwen3-vl", "Qwen/Qwen3-VL-2B-Instruct", "Qwen3VLProcessor", build_qwen3_vl, "Qwen3VLForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
+    ),
+    Replica(
+        "gemma3", "google/gemma-3-4b-it", "Gemma3Processor", build_gemma3, "Gemma3ForConditionalGeneration",
+        "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="GemmaTokenizer",
     ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}

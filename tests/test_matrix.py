@@ -44,6 +44,7 @@ NOT_VISION = "not an image model"
 NOT_IMAGE_TEXT = "not an image+text model"
 TEXT_ONLY = "needs a text model"
 TWO_TOWERS = "image+text only"
+IMAGE_TEXT_TO_TEXT = "image-text-to-text: mm_sentiment only"  # transformers has the head, on the image+text model
 
 # family -> task -> "pass" or the reason the cell is refused (the README shows both).
 _TEXT_ENCODER = {"sentiment": "pass", "ner": "pass", "translation": ENCODER, "image_classification": NOT_VISION, "mm_sentiment": NOT_IMAGE_TEXT}
@@ -80,6 +81,8 @@ MATRIX: dict[str, dict[str, str]] = {
     "qwen2.5-vl": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "llava-next": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "smolvlm": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "qwen3-vl": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "gemma3": {"sentiment": IMAGE_TEXT_TO_TEXT, "ner": NO_HEAD, "translation": IMAGE_TEXT_TO_TEXT, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "two-tower": {"sentiment": TWO_TOWERS, "ner": TWO_TOWERS, "translation": TWO_TOWERS, "image_classification": TWO_TOWERS, "mm_sentiment": "pass"},
 }
 # What each refusal's one-line error says (a fragment of it).
@@ -90,6 +93,7 @@ REFUSAL_TEXT = {
     NOT_IMAGE_TEXT: "not an image+text model",
     TEXT_ONLY: "transformers has no",
     TWO_TOWERS: "two-tower image+text model",
+    IMAGE_TEXT_TO_TEXT: "image-text-to-text model: mmkit fine-tunes it on task mm_sentiment",
 }
 # Real checkpoints the replicas copy (README table).
 REAL = {
@@ -105,6 +109,7 @@ REAL = {
     "blip": "Salesforce/blip-itm-base-coco",
     "llava": "llava-hf/llava-1.5-7b-hf", "qwen2-vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2.5-vl": "Qwen/Qwen2.5-VL-3B-Instruct",
     "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf",
+    "qwen3-vl": "Qwen/Qwen3-VL-2B-Instruct", "gemma3": "google/gemma-3-4b-it",
     "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
 }
 # Per-cell settings a real checkpoint of the family needs (the same a user sets).

@@ -147,6 +147,11 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
         elif _vlm_type(folder):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "the good film"}]}]
             prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+            expected_prompt = {  # the real chat templates: Qwen3-VL has no default system turn, Gemma 3 writes <bos>
+                "qwen3-vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>the good film<|im_end|>\n<|im_start|>assistant\n",
+                "gemma3": "<bos><start_of_turn>user\n<start_of_image>the good film<end_of_turn>\n<start_of_turn>model\n",
+            }.get(replica.family)
+            assert expected_prompt in (None, prompt), prompt
             from mmkit.models.multimodal.vlm_table import ARCHITECTURES
 
             images = [_image(), _image().resize((56, 28))]
@@ -156,7 +161,7 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             counts = (batch["input_ids"] == model.config.image_token_id).sum(-1).tolist()
             # dynamic resolution: Qwen2-VL one token per 28 x 28 pixels (4 and 6); SmolVLM 4 per tile (5 and 3 tiles)
             assert counts == {"qwen2-vl": [4, 6], "qwen2.5-vl": [4, 6], "smolvlm": [20, 12],
-                      "llava-next": [36, 52]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
+                      "llava-next": [36, 52], "qwen3-vl": [4, 6], "gemma3": [4, 4]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
             out = model(**batch)
             assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.logits).all()
         elif replica.kind == "seq2seq":

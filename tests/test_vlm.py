@@ -46,6 +46,15 @@ FAMILIES = {
         settings={}, tokens="image tokens per image: 36 to 52", language=".language_model.", vision=".vision_tower.",
         projector="multi_modal_projector",
     ),
+    "qwen3-vl": dict(  # the merger and the DeepStack mergers train and are saved with the adapter
+        settings={"model.train_projector": True}, tokens="image tokens per image: 4 to 6", language=".language_model.",
+        vision=".visual.blocks.", projector="merger", projector_note="merger/deepstack_merger_list",
+        also_saved=("deepstack_merger_list.0.",),
+    ),
+    "gemma3": dict(  # fixed mm_tokens_per_image: both sizes give 4 soft tokens
+        settings={"model.train_projector": True}, tokens="image tokens per image: 4 to 4", language=".language_model.",
+        vision=".vision_tower.", projector="multi_modal_projector", fixed_tokens=True,
+    ),
 }
 WIDE = (56, 28)  # every third image: a different aspect, so a batch holds 4- and 6-token images
 
@@ -95,7 +104,7 @@ def test_banner_gives_the_image_token_range_and_what_trains(vlm_run):
     assert expected["tokens"] in banner, banner  # Qwen: 4 for the squares, 6 for the wide ones
     trains = next(line for line in banner.splitlines() if "trains:" in line)
     assert "LoRA on the language model" in trains and "frozen: the vision tower" in trains
-    trained = f"the projector ({expected['projector']}) in full" in trains
+    trained = f"the projector ({expected.get('projector_note', expected['projector'])}) in full" in trains
     assert trained == bool(expected["settings"].get("model.train_projector")), trains
 
 
@@ -123,7 +132,8 @@ def test_adapter_and_head_reload_on_a_fresh_base_to_identical_logits(vlm_run, mi
     batch = trained.task.collator(trained.processor)([{"image": str(folder / r["image"]), "text": r["text"], "labels": 0} for r in rows])
     batch.pop("labels")
     image_tokens = (batch["input_ids"] == trained.task.encoder_class.image_token_id(trained.processor)).sum(-1)
-    assert len(set(image_tokens.tolist())) == 2, "the batch mixes two image sizes (and token counts)"
+    token_counts = 1 if FAMILIES[family].get("fixed_tokens") else 2
+    assert len(set(image_tokens.tolist())) == token_counts, "the batch mixes two image sizes (and token counts)"
     with torch.inference_mode():
         assert torch.equal(trained.model(**batch).logits, reference(**batch).logits)
 
@@ -136,6 +146,7 @@ def test_lora_reaches_only_the_language_model_and_the_merger_when_asked(vlm_run)
     assert adapted and all(expected["language"] in name for name in adapted), sorted(adapted)[:4]
     assert not any(expected["vision"] in k for k in saved)
     assert any(f".{expected['projector']}." in k for k in saved) == bool(expected["settings"].get("model.train_projector"))
+    assert all(any(part in k for k in saved) for part in expected.get("also_saved", ())), sorted(saved)[-4:]
 
 
 def test_vision_tower_lora_never_hits_the_merger(vlm_run):
@@ -198,6 +209,25 @@ def test_placeholders_that_do_not_match_a_rows_image_are_refused(tmp_path, monke
     short = dict(batch, input_ids=batch["input_ids"].masked_fill(batch["input_ids"] == processor.image_token_id, processor.tokenizer.pad_token_id))
     with pytest.raises(UserError, match="Qwen2-VL: Image features and image tokens do not match"), torch.inference_mode():
         encoder(**short)
+
+
+@pytest.mark.parametrize("vlm_run", ["gemma3"], indirect=True)
+def test_gemma3_rows_have_one_bos_and_token_types_marking_the_image(vlm_run):
+    """Gemma 3's template writes <bos> itself (the tokenizer must not add a second); token_type_ids mark the
+    soft image tokens, which the model attends to bidirectionally."""
+    from PIL import Image
+
+    from mmkit.models.multimodal import encoder_class, family_for
+
+    _, base, _, _, _ = vlm_run
+    model_cfg = ModelConfig(name_or_path=str(base))
+    cls = encoder_class(family_for(model_cfg, str(base)))
+    processor = cls.load_processor(model_cfg, str(base))
+    batch = cls.preprocess(processor, [Image.new("RGB", (32, 32), "red"), Image.new("RGB", WIDE, "blue")], ["good film", "bad"], model_cfg)
+    ids, bos = batch["input_ids"], processor.tokenizer.bos_token_id
+    assert (ids == bos).sum(-1).tolist() == [1, 1]
+    image = ids == processor.tokenizer.image_token_id
+    assert image.sum(-1).tolist() == [4, 4] and torch.equal(batch["token_type_ids"] == 1, image)
 
 
 def test_pixel_limits_set_the_image_token_count(tmp_path):

@@ -256,6 +256,15 @@ class TransformersSpec(ModelSpec):
                 f"{cfg.model.name_or_path or source} is a '{model_type}' model, and transformers has no "
                 f"{HEAD_TEXT[self.head]} head for it ({auto_name}); {_what_fits(self.head)}"
             )
+        from mmkit.models.multimodal.vlm_table import ARCHITECTURES as IMAGE_TEXT_TO_TEXT
+
+        if model_type in IMAGE_TEXT_TO_TEXT:
+            # Gemma 3 has sequence-classification and causal-LM classes, but they are the image+text model
+            # (vision tower, projector, token_type_ids): mmkit builds it through the image+text family only.
+            raise UserError(
+                f"{cfg.model.name_or_path or source} is a '{model_type}' image-text-to-text model: mmkit fine-tunes it "
+                f"on task mm_sentiment; {_what_fits(self.head)}"
+            )
         causal_by_name = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in getattr(config, "architectures", None) or [])
         if head == "causal" and family.kind != "decoder" and (family.lora_targets or not causal_by_name):
             # BERT-style encoders have a causal-LM class in transformers, but they read both directions.

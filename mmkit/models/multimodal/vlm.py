@@ -115,8 +115,9 @@ class VlmEncoder(FeatureEncoder):
     @classmethod
     def row_image_tokens(cls, processor, batch, images) -> list[int]:
         """Per row, the image features the model will compute from this batch."""
-        if cls.arch.nested_images:
-            # Idefics3 / SmolVLM: each real tile (the model skips the all-zero padding tiles) gives image_seq_len
+        if "pixel_attention_mask" in batch:
+            # Idefics3 / SmolVLM (tiled, padded, hence the mask; Gemma 3 also nests images but has one view per
+            # image): each real tile (the model skips the all-zero padding tiles) gives image_seq_len
             pixels = batch["pixel_values"]
             tiles = (pixels != 0).flatten(2).any(-1).sum(-1)
             return [int(n) * processor.image_seq_len for n in tiles]
@@ -125,7 +126,12 @@ class VlmEncoder(FeatureEncoder):
     @classmethod
     def preprocess(cls, processor, images, texts, model_cfg):
         per_row = [[image] for image in images] if cls.arch.nested_images else images
-        batch = dict(processor(images=per_row, text=cls.prompts(processor, texts, model_cfg), return_tensors="pt", padding=True))
+        prompts = cls.prompts(processor, texts, model_cfg)
+        # A template that writes the BOS itself (Gemma 3) must not get a second one from the tokenizer: the rule
+        # the processor's own apply_chat_template(tokenize=True) follows.
+        bos = processor.tokenizer.bos_token
+        own_bos = {"add_special_tokens": False} if bos and prompts[0].startswith(bos) else {}
+        batch = dict(processor(images=per_row, text=prompts, return_tensors="pt", padding=True, **own_bos))
         expected = cls.row_image_tokens(processor, batch, images)
         counts = (batch["input_ids"] == cls.image_token_id(processor)).sum(-1).tolist()
         for row, (count, wanted) in enumerate(zip(counts, expected)):
@@ -162,7 +168,18 @@ class VlmEncoder(FeatureEncoder):
         return "|".join(regexes) if "language" in towers else "|".join(regexes[1:])
 
     def extra_trainable_modules(self, model_cfg) -> list[str]:
-        return list(self.arch.projector) if model_cfg.train_projector else []
+        if not model_cfg.train_projector:
+            return []
+        import torch
+
+        names = []
+        for suffix in self.arch.projector:
+            for name, module in self.model.named_modules():
+                if name == suffix or name.endswith("." + suffix):
+                    # PEFT's modules_to_save cannot wrap a ModuleList (Qwen3-VL's DeepStack mergers): name its items
+                    items = [f"{suffix}.{i}" for i in range(len(module))] if isinstance(module, torch.nn.ModuleList) else [suffix]
+                    names += [n for n in items if n not in names]
+        return names
 
     @classmethod
     def training_note(cls, towers: list[str], model_cfg, lora_enabled: bool) -> str:

@@ -23,7 +23,7 @@ class Architecture:
     # (Qwen2-VL: one token per 28x28 pixels, so 200,704 pixels = 256 tokens); None: fixed tokens per image/tile.
     pixel_limits: tuple[int, int] | None = None
     tokenizer_image_token: bool = False  # count placeholders by the tokenizer's image token (Gemma 3)
-    nested_images: bool = False  # the processor takes one list of images per row (Idefics3, SmolVLM)
+    nested_images: bool = False  # the processor takes one list of images per row (Idefics3, SmolVLM, Gemma 3)
 
 
 _QWEN = dict(
@@ -56,6 +56,6 @@ ARCHITECTURES: dict[str, Architecture] = {
     "gemma3": Architecture(
         "Gemma 3", "Gemma3Processor", inputs=("token_type_ids",), language="model.language_model",
         vision="model.vision_tower", projector=("multi_modal_projector",), vision_targets=("q_proj", "v_proj"),
-        tokenizer_image_token=True,
+        tokenizer_image_token=True, nested_images=True,
     ),
 }
