@@ -39,10 +39,18 @@ FAMILIES = {
         settings={}, tokens="image tokens per image: 4 to 6", language=".language_model.", vision=".visual.blocks.", projector="merger",
     ),
     "smolvlm": dict(
-        settings={"model.train_projector": True}, tokens="set per batch by the image's tiles", language=".text_model.",
+        settings={"model.train_projector": True}, tokens="image tokens per image: 12 to 20", language=".text_model.",
         vision=".vision_model.", projector="connector",
     ),
     "llava-next": dict(  # the base view + the tiles of the best pinpoint grid + a newline per row of tiles
+        settings={}, tokens="image tokens per image: 36 to 52", language=".language_model.", vision=".vision_tower.",
+        projector="multi_modal_projector",
+    ),
+    "idefics3": dict(  # 4 tokens per tile: the square images give 2x2 tiles + the global view, the wide ones 2x1 + 1
+        settings={"model.train_projector": True}, tokens="image tokens per image: 12 to 20", language=".text_model.",
+        vision=".vision_model.", projector="connector",
+    ),
+    "llava-onevision": dict(  # anyres: the base view + the best pinpoint's tiles + newlines
         settings={}, tokens="image tokens per image: 36 to 52", language=".language_model.", vision=".vision_tower.",
         projector="multi_modal_projector",
     ),
