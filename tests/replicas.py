@@ -1299,7 +1299,7 @@ _TABLE = [
         "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3", "Idefics3Processor", build_idefics3,
         "Idefics3ForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
         text_tokenizer_class="PreTrainedTokenizerFast", loaded_class="TokenizersBackend",
-        notes="a Llama 3 tokenizer (tokenizer.json only; loads as TokenizersBackend); the processor needs num2words",
+        notes="a Llama 3 tokenizer (tokenizer.json only; loads as TokenizersBackend); unlike SmolVLM, no num2words",
     ),
     Replica(
         "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "LlavaOnevisionProcessor", build_llava_onevision,
