@@ -336,7 +336,6 @@ def cmd_tokenizer(args) -> int:
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "compare": cmd_compare, "push": cmd_push, "merge": cmd_merge, "tokenizer": cmd_tokenizer}
 
 
-@exit_on_user_error
 def quiet_libraries() -> None:
     """bitsandbytes (imported by PEFT when installed) logs on every start that an optional CPU kernel package is
     missing; mmkit works without it, so only its errors are shown."""
@@ -345,6 +344,7 @@ def quiet_libraries() -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     parser = build_parser()

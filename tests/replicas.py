@@ -1181,6 +1181,97 @@ def build_gemma3(folder: Path) -> Path:
         model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, VLM_INIT)
 
     return _save(folder, _vlm_class(config), config, processor, after_init=draw_projection)
+IDEFICS3_TEMPLATE = (  # HuggingFaceM4/Idefics3-8B-Llama3's (SmolVLM's, after <|begin_of_text|>)
+    "<|begin_of_text|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'][0]['type'] == 'image' %}"
+    "{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def build_idefics3(folder: Path) -> Path:
+    from tokenizers import AddedToken
+    from transformers import Idefics3Config, Idefics3ImageProcessorPil, Idefics3Processor, PreTrainedTokenizerFast
+
+    # Idefics3-8B-Llama3: the Llama 3 byte-level BPE (<|begin_of_text|> bos, <|end_of_text|> eos, reserved
+    # specials, no unk) + <fake_token_around_image> <image> <end_of_utterance> after it (the processor adds them;
+    # the tile tags <row_i_col_j> / <global-img> stay plain text); SigLIP 364-pixel tiles of 14-pixel patches,
+    # pixel-shuffled by 2: 169 tokens per tile (here: 32-pixel tiles of 8-pixel patches, 4 tokens).
+    head = ["<|begin_of_text|>", "<|end_of_text|>"] + [f"<|reserved_special_token_{i}|>" for i in range(2)]
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab, merges = byte_level_bpe(tail=head)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, ignore_merges=True))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in head])
+    # Llama 3's tokenizer.json prepends <|begin_of_text|> itself, so a rendered chat prompt starts with two
+    backend.post_processor = processors.TemplateProcessing(
+        single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B", special_tokens=[("<|begin_of_text|>", vocab["<|begin_of_text|>"])],
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
+        pad_token="<|reserved_special_token_0|>", model_max_length=HUGE,
+    )
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=True, size={"longest_edge": 2 * IMAGE_SIZE}, max_image_size={"longest_edge": IMAGE_SIZE},
+    )
+    processor = Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=4, chat_template=IDEFICS3_TEMPLATE)
+    text = _rope_lm("LlamaConfig", tokenizer, vocab_size=_round_up(len(tokenizer), 64), head_dim=16, initializer_range=VLM_INIT)
+    config = Idefics3Config(
+        vision_config=dict(_tiny(image_size=IMAGE_SIZE, patch_size=PATCH), initializer_range=VLM_INIT), text_config=text.to_dict(),
+        scale_factor=2, image_token_id=tokenizer.convert_tokens_to_ids("<image>"), pad_token_id=tokenizer.pad_token_id,
+    )
+    # The real tokenizer_config.json names PreTrainedTokenizerFast (transformers 5 writes TokenizersBackend)
+    return _save(folder, _vlm_class(config), config, processor, tokenizer_config={"tokenizer_class": "PreTrainedTokenizerFast"})
+
+
+LLAVA_ONEVISION_TEMPLATE = (  # llava-hf/llava-onevision-qwen2-0.5b-ov-hf's
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + ' '}}{# Render all images first #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>' }}{% endfor %}"
+    "{# Render all video then #}{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>' }}{% endfor %}{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ '\n' + content['text'] }}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}"
+    "{{ '\n' + content['text'] }}{% endgeneration %}{% endfor %}{% endif %}{{'<|im_end|>'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_llava_onevision(folder: Path) -> Path:
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor
+
+    from mmkit.models.multimodal.vlm import _image_only
+
+    # llava-onevision-qwen2-0.5b-ov-hf: the Qwen2 tokenizer + <image> (151646) and <video> (151647); SigLIP-384
+    # (no CLS: vision_feature_select_strategy full, 729 tokens per view), anyres_max_9 tiles from
+    # image_grid_pinpoints with a newline token per row of tile features and one after the image.
+    from tokenizers import AddedToken
+
+    tokenizer = _qwen_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "<|im_end|>", LLAVA_ONEVISION_TEMPLATE, 32768)
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in ("<image>", "<video>")])
+    tokenizer.padding_side = "left"
+    pinpoints = [[IMAGE_SIZE, 2 * IMAGE_SIZE], [2 * IMAGE_SIZE, IMAGE_SIZE], [2 * IMAGE_SIZE, 2 * IMAGE_SIZE]]
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, image_grid_pinpoints=pinpoints, do_pad=True,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    processor = _image_only(LlavaOnevisionProcessor)(
+        image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=(IMAGE_SIZE // PATCH) ** 2,
+        vision_feature_select_strategy="full", vision_aspect_ratio="anyres_max_9", chat_template=LLAVA_ONEVISION_TEMPLATE,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    text = _rope_lm(
+        "Qwen2Config", tokenizer, vocab_size=_round_up(len(tokenizer), 64), num_attention_heads=2, num_key_value_heads=2,
+        tie_word_embeddings=True, use_sliding_window=False, initializer_range=VLM_INIT, bos_token_id=ids("<|endoftext|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=_vision("SiglipVisionConfig", initializer_range=VLM_INIT).to_dict(), text_config=text.to_dict(),
+        image_token_index=ids("<image>"), video_token_index=ids("<video>"), image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full", vision_feature_layer=-1, vision_aspect_ratio="anyres_max_9", tie_word_embeddings=True,
+    )
+    return _save(folder, _vlm_class(config), config, processor)
 
 
 # --- the table --------------------------------------------------------------------------------------------
@@ -1329,6 +1420,18 @@ _TABLE = [
     Replica(
         "gemma3", "google/gemma-3-4b-it", "Gemma3Processor", build_gemma3, "Gemma3ForConditionalGeneration",
         "AutoModelForImageTextToText", "vision-text", text_tokenizer_class="GemmaTokenizer",
+    ),
+    Replica(
+        "idefics3", "HuggingFaceM4/Idefics3-8B-Llama3", "Idefics3Processor", build_idefics3,
+        "Idefics3ForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="PreTrainedTokenizerFast", loaded_class="TokenizersBackend",
+        notes="a Llama 3 tokenizer (tokenizer.json only; loads as TokenizersBackend); unlike SmolVLM, no num2words",
+    ),
+    Replica(
+        "llava-onevision", "llava-hf/llava-onevision-qwen2-0.5b-ov-hf", "LlavaOnevisionProcessor", build_llava_onevision,
+        "LlavaOnevisionForConditionalGeneration", "AutoModelForImageTextToText", "vision-text",
+        text_tokenizer_class="Qwen2Tokenizer",
+        notes="AutoProcessor needs the torchvision video processor: mmkit builds it without its video part",
     ),
 ]
 REPLICAS: dict[str, Replica] = {r.family: r for r in _TABLE}

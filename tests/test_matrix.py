@@ -83,6 +83,8 @@ MATRIX: dict[str, dict[str, str]] = {
     "smolvlm": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "qwen3-vl": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "gemma3": {"sentiment": IMAGE_TEXT_TO_TEXT, "ner": NO_HEAD, "translation": IMAGE_TEXT_TO_TEXT, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "idefics3": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
+    "llava-onevision": {"sentiment": NO_HEAD, "ner": NO_HEAD, "translation": TEXT_ONLY, "image_classification": NO_HEAD, "mm_sentiment": "pass"},
     "two-tower": {"sentiment": TWO_TOWERS, "ner": TWO_TOWERS, "translation": TWO_TOWERS, "image_classification": TWO_TOWERS, "mm_sentiment": "pass"},
 }
 # What each refusal's one-line error says (a fragment of it).
@@ -110,6 +112,7 @@ REAL = {
     "llava": "llava-hf/llava-1.5-7b-hf", "qwen2-vl": "Qwen/Qwen2-VL-2B-Instruct", "qwen2.5-vl": "Qwen/Qwen2.5-VL-3B-Instruct",
     "smolvlm": "HuggingFaceTB/SmolVLM-256M-Instruct", "llava-next": "llava-hf/llava-v1.6-mistral-7b-hf",
     "qwen3-vl": "Qwen/Qwen3-VL-2B-Instruct", "gemma3": "google/gemma-3-4b-it",
+    "idefics3": "HuggingFaceM4/Idefics3-8B-Llama3", "llava-onevision": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf",
     "two-tower": "any text encoder + any image encoder (model.text + model.vision)",
 }
 # Per-cell settings a real checkpoint of the family needs (the same a user sets).

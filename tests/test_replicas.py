@@ -161,7 +161,8 @@ def _forward(replica: Replica, folder: Path, tokenizer, processor):
             counts = (batch["input_ids"] == model.config.image_token_id).sum(-1).tolist()
             # dynamic resolution: Qwen2-VL one token per 28 x 28 pixels (4 and 6); SmolVLM 4 per tile (5 and 3 tiles)
             assert counts == {"qwen2-vl": [4, 6], "qwen2.5-vl": [4, 6], "smolvlm": [20, 12],
-                      "llava-next": [36, 52], "qwen3-vl": [4, 6], "gemma3": [4, 4]}[replica.family], counts  # LLaVA-NeXT: base view + tiles + row newlines
+                      "llava-next": [36, 52], "qwen3-vl": [4, 6], "gemma3": [4, 4], "idefics3": [20, 12],
+                      "llava-onevision": [36, 52]}[replica.family], counts  # LLaVA-NeXT/OneVision: base view + tiles + row newlines
             out = model(**batch)
             assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.logits).all()
         elif replica.kind == "seq2seq":
@@ -256,6 +257,8 @@ def test_special_token_conventions(built):
         "t5": (None, "</s>", "<pad>", "<unk>"),
         "marian": (None, "</s>", "<pad>", "<unk>"),
         "nllb": ("<s>", "</s>", "<pad>", "<unk>"),
+        "idefics3": ("<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", None),
+        "llava-onevision": (None, "<|im_end|>", "<|endoftext|>", None),
     }
     for family, tokens in expect.items():
         tokenizer = transformers.AutoTokenizer.from_pretrained(built(family))

@@ -110,6 +110,11 @@ class VlmEncoder(FeatureEncoder):
     @classmethod
     def image_tokens(cls, processor, sizes: list[tuple[int, int]]) -> list[int]:
         """Image tokens the processor gives each image of (height, width): what its features will fill."""
+        if "pixel_attention_mask" in cls.arch.inputs:
+            # Idefics3 / SmolVLM (tiled): image_seq_len per tile (the rows x cols tiles + the global view, or one view when
+            # the image is not split). Not `_get_num_multimodal_tokens`: Idefics3's counts the tile tags around them.
+            tiles = [processor.image_processor.get_number_of_image_patches(h, w, {})[0] for h, w in sizes]
+            return [max(n, 1) * processor.image_seq_len for n in tiles]
         return list(processor._get_num_multimodal_tokens(image_sizes=[list(s) for s in sizes]).num_image_tokens)
 
     @classmethod
@@ -152,8 +157,6 @@ class VlmEncoder(FeatureEncoder):
     def image_notes(cls, processor, images: list) -> list[str]:
         from mmkit.data.images import upright_size
 
-        if not hasattr(processor, "_get_num_multimodal_tokens"):  # SmolVLM's processor cannot say ahead
-            return ["image tokens per image: set per batch by the image's tiles (this processor does not say them ahead)"]
         counts = cls.image_tokens(processor, [upright_size(image) for image in images])
         if not counts:
             return []
