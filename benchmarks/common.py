@@ -16,6 +16,51 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and the instruction sets the figures depend on (machines differ between runs)."""
+    import platform
+
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    shown = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores" + (f" ({', '.join(shown)})" if shown else "")
+
+
+def matmul_gflops(tokens: int, hidden: int, ffn: int, dtype: str) -> float:
+    """What this machine computes at one encoder layer's matmul shapes (q, k, v, o, up, down for `tokens` rows),
+    in GFLOP/s: the roof the compute floor is taken at."""
+    import time
+
+    import torch
+
+    dt = getattr(torch, dtype)
+    x, h = torch.randn(tokens, hidden, dtype=dt), torch.randn(tokens, ffn, dtype=dt)
+    square, up, down = (torch.randn(a, b, dtype=dt) for a, b in ((hidden, hidden), (hidden, ffn), (ffn, hidden)))
+
+    def layer():
+        for _ in range(4):
+            x @ square
+        x @ up
+        h @ down
+
+    for _ in range(10):
+        layer()
+    best = float("inf")
+    for _ in range(5):  # the best of 5 rounds: the roof, not a moment when another process had the cores
+        began = time.perf_counter()
+        for _ in range(20):
+            layer()
+        best = min(best, (time.perf_counter() - began) / 20)
+    return 2 * tokens * (4 * hidden * hidden + 2 * hidden * ffn) / best / 1e9
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -43,11 +88,13 @@ def report(title: str, results: dict, rows: list[tuple[str, str, str]], output: 
     print(f"written to {output}")
 
 
-def compare(script: str, doc: str, data: Path, default_rows: int, output_name: str, sides: dict):
-    """Parse the shared flags; in a child (`--side`), run that side and exit; in the parent, run both sides
-    in their own processes and return (args, {"mmkit": ..., "peer": ...})."""
+def compare(script: str, doc: str, data: Path, default_rows: int, output_name: str, sides: dict, epochs: int | None = None):
+    """Parse the shared flags (and --epochs where the job takes it); in a child (`--side`), run that side and
+    exit; in the parent, run every side in its own process and return (args, {side: result})."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=default_rows, help=f"training rows (default {default_rows})")
+    if epochs is not None:
+        parser.add_argument("--epochs", type=int, default=epochs, help=f"passes over the training rows, every side alike (default {epochs})")
     parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / output_name))
     parser.add_argument("--side", choices=sorted(sides), help=argparse.SUPPRESS)  # one side, in a child
     args = parser.parse_args()
@@ -55,7 +102,8 @@ def compare(script: str, doc: str, data: Path, default_rows: int, output_name: s
         raise SystemExit(f"error: needs the data files in {data}")
     if args.side:
         with tempfile.TemporaryDirectory() as tmp:
-            result = sides[args.side](args.rows, Path(tmp))
+            result = sides[args.side](args, Path(tmp))
         print("RESULT " + json.dumps(result))
         raise SystemExit(0)
-    return args, {side: run_side(script, side, ["--rows", str(args.rows)]) for side in ("mmkit", "peer")}
+    passed = ["--rows", str(args.rows)] + (["--epochs", str(args.epochs)] if epochs is not None else [])
+    return args, {side: run_side(script, side, passed) for side in sides}

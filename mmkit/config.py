@@ -108,6 +108,10 @@ class LoraConfig:
     r: int = opt(8, "LoRA rank", ge=1)
     alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1)
     dropout: float = opt(0.1, "dropout on the LoRA input", ge=0, lt=1)
+    base_dropout: bool = opt(
+        False, "keep the frozen base model's own dropout (hidden, attention) while training; false: only LoRA's and the head's "
+        "(the same accuracy on SST-2, and a CPU spends a quarter of each step drawing dropout masks)"
+    )
     target_modules: Union[str, list[str]] = opt(
         "auto", "auto (the family's attention projections), a list of module-name suffixes, or one regex"
     )
@@ -133,7 +137,9 @@ class TrainConfig:
     lr_scheduler: Scheduler = opt("linear", "linear | cosine | cosine_with_restarts | polynomial | constant | constant_with_warmup | inverse_sqrt")
     max_grad_norm: float = opt(1.0, "gradient clipping norm (0: no clipping)", ge=0)
     seed: int = opt(42, "seed for the head, LoRA init, dropout and the batch order")
-    mixed_precision: Literal["no", "bf16", "fp16"] = opt("no", "no | bf16 | fp16")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt(
+        "auto", "auto (bf16 where the GPU or CPU computes bf16 natively: AVX-512 BF16 / AMX, else no) | no | bf16 | fp16"
+    )
     resume: Union[bool, str] = opt(False, "true: continue from the newest checkpoint of output_dir; or a checkpoint path")
     overwrite: bool = opt(False, "replace a previous run in output_dir")
     eval_every: Optional[int] = opt(None, "optimizer steps between evaluations; empty: at the end of each epoch", ge=1)

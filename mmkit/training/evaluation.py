@@ -13,6 +13,7 @@ from typing import Any
 
 from mmkit.data.batching import EvalBatchSampler
 from mmkit.training.distributed import generation_kwargs
+from mmkit.training.precision import attention_kernels
 from mmkit.training.plots import plot_confusion_matrix
 from mmkit.runs.run_dir import CONFUSION_PLOT_FILE, METRICS_FILE, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
@@ -48,7 +49,7 @@ def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | N
     model.eval()
     task.generation_flags = generation_kwargs(accelerator)
     collected: dict[str, list[Any]] = defaultdict(list)
-    with torch.inference_mode(), accelerator.autocast():
+    with torch.inference_mode(), accelerator.autocast(), attention_kernels(accelerator):
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
             row_index = batch.pop("row_index", None)
             outputs = task.eval_step(model, batch, processor)

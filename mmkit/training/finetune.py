@@ -6,6 +6,7 @@ the output directory is touched, so a bad run leaves nothing half-written behind
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,22 @@ def load_splits(cfg: Config) -> dict[str, Split]:
     return splits
 
 
+@contextlib.contextmanager
+def timed(phases: dict[str, float], name: str):
+    """Add the seconds the block takes to phases[name]: where a run's time goes, printed at its end."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - began
+
+
 def finetune(cfg: Config) -> dict[str, Any]:
     """Train, pick the best checkpoint, save the adapter + head + processor, evaluate on test; return metrics."""
     from accelerate.utils import set_seed
 
     started = time.perf_counter()
+    phases: dict[str, float] = {}
     if cfg.train.output_dir is None:
         cfg.train.output_dir = default_output_dir(cfg)
     task = build_task(cfg)  # the task with its model spec: reads the checkpoint's config, refuses what cannot work
@@ -71,18 +83,21 @@ def finetune(cfg: Config) -> dict[str, Any]:
     set_seed(cfg.train.seed)
 
     # 1. Data: read and validate every split, settle the label set.
-    data = task.load_data(load_splits(cfg))
+    with timed(phases, "read data"):
+        data = task.load_data(load_splits(cfg))
 
     # 2. Model: processor, pretrained backbone + new head, LoRA.
-    processor = task.load_processor()
-    notes = list(data.notes) + task.spec.notes()
-    prepared = {}
-    with accelerator.main_process_first():  # the main process tokenizes and caches; the others reuse it
-        for name, split in data.splits.items():
-            prepared[name], split_notes = task.prepare(split, processor, data.labels)
-            notes += split_notes
-    model = task.spec.build(data.labels, processor)
-    trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
+    with timed(phases, "tokenize"):
+        processor = task.load_processor()
+        notes = list(data.notes) + task.spec.notes()
+        prepared = {}
+        with accelerator.main_process_first():  # the main process tokenizes and caches; the others reuse it
+            for name, split in data.splits.items():
+                prepared[name], split_notes = task.prepare(split, processor, data.labels)
+                notes += split_notes
+    with timed(phases, "load model"):
+        model = task.spec.build(data.labels, processor)
+        trainer = Trainer(cfg, task, model, processor, prepared, data.labels, run, accelerator)
     checkpoint = trainer.find_checkpoint(cfg.train.resume) if cfg.train.resume else None
     if checkpoint is not None:
         trainer.resume_from(checkpoint)
@@ -105,7 +120,8 @@ def finetune(cfg: Config) -> dict[str, Any]:
     trainer.banner(f"mmkit | task {task.name} | model {task.spec.description}", notes)
 
     # 4. Train, then keep the best weights by the validation metric.
-    trainer.train()
+    with timed(phases, "train loop"):
+        trainer.train()
     if trainer.state["stopped_early"]:
         accelerator.print(
             f"stopped early at step {trainer.state['global_step']} of {trainer.total_steps}: "
@@ -120,13 +136,14 @@ def finetune(cfg: Config) -> dict[str, Any]:
     # 5. Save the adapter (with its head) and the processor: the run dir now loads like a Hub repo. Under FSDP /
     # ZeRO-3 the weights are shards: every process takes part in gathering them, the main process writes them.
     # Elsewhere the model's own weights are whole, and PEFT's PiSSA/OLoRA conversion needs to read them itself.
-    state_dict = gathered_state_dict(accelerator, trainer.model) if is_sharded(accelerator) else None
-    if accelerator.is_main_process:
-        staging = run.staging("model")
-        task.spec.save(accelerator.unwrap_model(trainer.model), staging, state_dict=state_dict)
-        processor.save_pretrained(staging)
-        run.record(move_into(staging, run.path))
-    accelerator.wait_for_everyone()
+    with timed(phases, "save adapter"):
+        state_dict = gathered_state_dict(accelerator, trainer.model) if is_sharded(accelerator) else None
+        if accelerator.is_main_process:
+            staging = run.staging("model")
+            task.spec.save(accelerator.unwrap_model(trainer.model), staging, state_dict=state_dict)
+            processor.save_pretrained(staging)
+            run.record(move_into(staging, run.path))
+        accelerator.wait_for_everyone()
 
     # 6. Evaluate on test (or validation), write metrics and plots.
     final_split = "test" if "test" in prepared else ("validation" if "validation" in prepared else None)
@@ -142,10 +159,10 @@ def finetune(cfg: Config) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     result = None
     if final_split:
-        eval_started = time.perf_counter()
-        result = trainer.evaluate(final_split)
+        with timed(phases, f"eval {final_split}"):
+            result = trainer.evaluate(final_split)
         summary["num_examples"] = rows_in(prepared[final_split])
-        summary["eval_runtime_s"] = round(time.perf_counter() - eval_started, 2)
+        summary["eval_runtime_s"] = round(phases[f"eval {final_split}"], 2)
         summary["wall_time_s"] = round(time.perf_counter() - started, 2)
         if accelerator.is_main_process:
             write_eval_outputs(result, run.path, final_split, extra=summary)
@@ -153,17 +170,22 @@ def finetune(cfg: Config) -> dict[str, Any]:
             accelerator.print(task.format_metrics(result))
         metrics = {"split": final_split, **result.metrics, **summary}
     if accelerator.is_main_process:
-        trainer.write_train_log()
-        plot_loss_curve(state["history"], run.file(LOSS_PLOT_FILE), metric=trainer.metric)
-        write_report(
-            run.file(REPORT_FILE), task, cfg, title=run.path.name, split_name=final_split, result=result,
-            split=data.splits.get(final_split), history=state["history"], facts=summary,
-        )
+        with timed(phases, "report"):
+            trainer.write_train_log()
+            plot_loss_curve(state["history"], run.file(LOSS_PLOT_FILE), metric=trainer.metric)
+            write_report(
+                run.file(REPORT_FILE), task, cfg, title=run.path.name, split_name=final_split, result=result,
+                split=data.splits.get(final_split), history=state["history"], facts=summary,
+            )
+    times = phase_times(phases, trainer)
+    metrics["phases_s"] = {name: round(seconds, 2) for name, seconds in times.items()}
+    if accelerator.is_main_process:
         accelerator.print(
             f"done in {time.perf_counter() - started:.1f} s (training {summary['train_runtime_s']} s, "
             f"{summary['train_samples_per_s']} samples/s, peak memory {summary['peak_memory_mb']:.0f} MB); "
             f"run saved to {run.path}"
         )
+        accelerator.print("  time: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items()))
     push_error = None
     if cfg.train.push_to_hub and accelerator.is_main_process:  # one upload, from the main process only
         from mmkit.hub.push import push_run
@@ -177,3 +199,13 @@ def finetune(cfg: Config) -> dict[str, Any]:
     if push_error is not None:
         raise UserError(f"the run is saved in {run.path}, but {push_error}; retry with `mmkit push {run.path} --repo-id {cfg.train.push_to_hub}`")
     return metrics
+
+
+def phase_times(phases: dict[str, float], trainer: Trainer) -> dict[str, float]:
+    """Seconds per phase in run order, the training loop split into its steps, validation and checkpoints."""
+    times = dict(phases)
+    loop = times.pop("train loop", 0.0)
+    times["validation"], times["checkpoints"] = trainer.phase_seconds["validation"], trainer.phase_seconds["checkpoints"]
+    times["train steps"] = loop - times["validation"] - times["checkpoints"]
+    order = ["read data", "tokenize", "load model", "train steps", "validation", "checkpoints", "save adapter"]
+    return {name: times[name] for name in order + [n for n in times if n not in order] if name in times}

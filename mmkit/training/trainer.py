@@ -24,6 +24,7 @@ from mmkit.models.lora import describe_lora, load_trainable_state_dict, paramete
 from mmkit.training import distributed
 from mmkit.training.class_weights import resolve_class_weights, weighted_cross_entropy
 from mmkit.training.evaluation import eval_loader, run_evaluation
+from mmkit.training.precision import attention_kernels, resolve_mixed_precision
 from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
 
@@ -65,7 +66,7 @@ def make_accelerator(cfg: Config, trackers: list[str] | None = None, logging_dir
         log_with=trackers or None,
         project_dir=str(logging_dir) if trackers and logging_dir is not None else None,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
-        mixed_precision=cfg.train.mixed_precision,
+        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision)[0],
         # Several CPU processes (torchrun / accelerate launch --multi_gpu without GPUs) must still form one
         # gloo group; without cpu=True each process would silently train alone. DeepSpeed brings its own CPU
         # backend, and cpu=True would quietly turn it into DDP.
@@ -108,6 +109,7 @@ class Trainer:
             "evals_without_improvement": 0,  # early stopping: validations since the best metric last improved enough
             "stopped_early": False,
         }
+        self.phase_seconds = {"validation": 0.0, "checkpoints": 0.0}  # this session's time outside the steps
         weights = None
         if cfg.train.class_weights != "none":  # reading the label column costs time on a large split: only if used
             weights = resolve_class_weights(cfg, labels, datasets["train"]["labels"])
@@ -202,6 +204,7 @@ class Trainer:
         models.clear()
 
     def save_checkpoint(self) -> None:
+        began = time.perf_counter()
         acc = self.acc
         name = f"step-{self.state['global_step']:07d}"
         tmp = self.run.checkpoints / f".tmp-{name}"
@@ -222,6 +225,7 @@ class Trainer:
                 shutil.rmtree(stale)
         self._last_save = time.monotonic()
         acc.wait_for_everyone()
+        self.phase_seconds["checkpoints"] += time.perf_counter() - began
 
     def find_checkpoint(self, where: bool | str) -> Path | None:
         """The checkpoint `train.resume` names (true: the newest one, none yet: start from step 0), after checking
@@ -316,7 +320,8 @@ class Trainer:
         lines = [
             title,
             f"  examples   {sizes}" + (f" | {len(self.labels)} labels: {', '.join(self.labels)}" if self.labels else ""),
-            f"  hardware   {acc.num_processes} process(es) on {acc.device.type}, precision {acc.mixed_precision}",
+            f"  hardware   {acc.num_processes} process(es) on {acc.device.type}, precision {acc.mixed_precision} "
+            f"({resolve_mixed_precision(cfg.train.mixed_precision)[1]})",
             f"  batches    {cfg.train.batch_size} per process x {acc.num_processes} process(es) x "
             f"{cfg.train.gradient_accumulation_steps} accumulation = {global_batch} global; "
             f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps in all ({self.num_epochs} epoch(s))",
@@ -343,6 +348,7 @@ class Trainer:
         """Evaluate on validation, record it, keep the best weights; return a short summary."""
         if "validation" not in self.eval_loaders:
             return ""
+        began = time.perf_counter()
         result = self.evaluate("validation")
         value = result.metrics.get(self.metric)
         if value is None:
@@ -364,6 +370,7 @@ class Trainer:
         if improved:
             self.state["best_metric"], self.state["best_step"] = value, self.state["global_step"]
             self._save_best()
+        self.phase_seconds["validation"] += time.perf_counter() - began
         shown = [self.metric] + [k for k in ("accuracy", "f1", "bleu") if k in result.metrics and k != self.metric]
         text = "val " + " ".join(f"{k} {result.metrics[k]:.4f}" for k in shown) + (" (best)" if improved else "")
         patience = self.cfg.train.early_stopping_patience
@@ -388,7 +395,6 @@ class Trainer:
             self.acc.log(values, step=self.state["global_step"])
 
     def train(self) -> None:
-        import torch
         from tqdm.auto import tqdm
 
         cfg, acc, state = self.cfg.train, self.acc, self.state
@@ -402,12 +408,22 @@ class Trainer:
             dynamic_ncols=True,
         )
         say = bar.write if acc.is_local_main_process else (lambda _line: None)
-        window_loss, window_batches = torch.zeros((), device=acc.device), 0
         self._last_save = time.monotonic()
         # train_seconds counts the training steps only: evaluation and checkpoint writing are left out.
         clock = _Stopwatch(state["train_seconds"])
-        logged_seconds, logged_samples = state["train_seconds"], state["train_samples"]
         done = state["global_step"] >= self.total_steps or state["stopped_early"]
+        with attention_kernels(acc):
+            self._train_epochs(bar, say, clock, done)
+        bar.close()
+        state["train_seconds"] = clock.seconds()
+        acc.wait_for_everyone()
+
+    def _train_epochs(self, bar, say, clock, done: bool) -> None:
+        import torch
+
+        cfg, acc, state = self.cfg.train, self.acc, self.state
+        window_loss, window_batches = torch.zeros((), device=acc.device), 0
+        logged_seconds, logged_samples = state["train_seconds"], state["train_samples"]
         while not done:
             # The prepared loader passes the epoch on to the sampler (the batch order depends on seed + epoch
             # only); on resume, each process has already taken batches_in_epoch of the batches dealt out.
@@ -481,9 +497,6 @@ class Trainer:
             if cfg.save_every is None and not done:
                 with clock.paused():
                     self.save_checkpoint()
-        bar.close()
-        state["train_seconds"] = clock.seconds()
-        acc.wait_for_everyone()
 
     def write_train_log(self) -> None:
         if self.acc.is_main_process:
