@@ -88,13 +88,15 @@ def report(title: str, results: dict, rows: list[tuple[str, str, str]], output: 
     print(f"written to {output}")
 
 
-def compare(script: str, doc: str, data: Path, default_rows: int, output_name: str, sides: dict, epochs: int | None = None):
-    """Parse the shared flags (and --epochs where the job takes it); in a child (`--side`), run that side and
-    exit; in the parent, run every side in its own process and return (args, {side: result})."""
+def compare(script: str, doc: str, data: Path, default_rows: int, output_name: str, sides: dict, options: dict | None = None):
+    """Parse the shared flags and the job's own `options` ({"--flag": argparse kwargs}, passed on to every side);
+    in a child (`--side`), run that side and exit; in the parent, run the chosen sides, each in its own process,
+    and return (args, {side: result})."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=default_rows, help=f"training rows (default {default_rows})")
-    if epochs is not None:
-        parser.add_argument("--epochs", type=int, default=epochs, help=f"passes over the training rows, every side alike (default {epochs})")
+    for flag, kwargs in (options or {}).items():
+        parser.add_argument(flag, **kwargs)
+    parser.add_argument("--sides", default=",".join(sides), help=f"which sides to run, comma-separated (default {','.join(sides)})")
     parser.add_argument("--output", default=str(REPO / "runs" / "benchmarks" / output_name))
     parser.add_argument("--side", choices=sorted(sides), help=argparse.SUPPRESS)  # one side, in a child
     args = parser.parse_args()
@@ -105,5 +107,12 @@ def compare(script: str, doc: str, data: Path, default_rows: int, output_name: s
             result = sides[args.side](args, Path(tmp))
         print("RESULT " + json.dumps(result))
         raise SystemExit(0)
-    passed = ["--rows", str(args.rows)] + (["--epochs", str(args.epochs)] if epochs is not None else [])
-    return args, {side: run_side(script, side, passed) for side in sides}
+    chosen = [side for side in args.sides.split(",") if side]
+    unknown = sorted(set(chosen) - set(sides))
+    if unknown:
+        raise SystemExit(f"error: --sides: unknown side(s) {', '.join(unknown)}; choose from {', '.join(sides)}")
+    passed = ["--rows", str(args.rows)]
+    for flag in options or {}:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        passed += [flag, str(value)] if value is not None else []
+    return args, {side: run_side(script, side, passed) for side in chosen}

@@ -108,10 +108,6 @@ class LoraConfig:
     r: int = opt(8, "LoRA rank", ge=1)
     alpha: int = opt(16, "LoRA scaling numerator (the update is scaled by alpha / r)", ge=1)
     dropout: float = opt(0.1, "dropout on the LoRA input", ge=0, lt=1)
-    base_dropout: bool = opt(
-        False, "keep the frozen base model's own dropout (hidden, attention) while training; false: only LoRA's and the head's "
-        "(the same accuracy on SST-2, and a CPU spends a quarter of each step drawing dropout masks)"
-    )
     target_modules: Union[str, list[str]] = opt(
         "auto", "auto (the family's attention projections), a list of module-name suffixes, or one regex"
     )

@@ -51,23 +51,9 @@ def attach_lora(
         **({"trainable_token_indices": list(new_token_ids)} if new_token_ids else {}),
     )
     peft_model = get_peft_model(model, peft_config)
-    if not lora.base_dropout:
-        _switch_off_base_dropout(peft_model, head_modules)
     if lora.init in REWRITES_BASE:
         _keep_initial_adapter(peft_model)
     return peft_model
-
-
-def _switch_off_base_dropout(peft_model, head_modules: list[str]) -> None:
-    """Dropout in the frozen base off; LoRA's own dropout and the head's stay. The frozen weights need no
-    regularizing, and the masks cost: on a CPU drawing them took a quarter of each MiniLM step, and attention
-    with dropout cannot use the fused kernels."""
-    import torch
-
-    for name, module in peft_model.named_modules():
-        parts = name.split(".")
-        if isinstance(module, torch.nn.Dropout) and "lora_dropout" not in parts and not set(parts) & set(head_modules):
-            module.p = 0.0
 
 
 # Inits that move part of each adapted base weight into the adapter (W = W_res + B0 A0): the adapter alone fits
