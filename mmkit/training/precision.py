@@ -30,7 +30,7 @@ def native_bf16() -> str | None:
 def resolve_mixed_precision(setting: str) -> tuple[str, str]:
     """(what Accelerate gets: no | bf16 | fp16, why) for the config's train.mixed_precision."""
     if setting != "auto":
-        return setting, "set in the config"
+        return setting, f"train.mixed_precision={setting}"
     reason = native_bf16()
     if reason:
         return "bf16", f"auto: {reason}"
