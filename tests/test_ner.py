@@ -4,6 +4,7 @@ model learning a toy tagging task, reload to identical logits, predict with char
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ from mmkit.config import load_config
 from mmkit.data import load_split
 from mmkit.training.finetune import finetune
 from mmkit.runs.inference import load_trained, predict
-from mmkit.data.ner import IGNORE, labels_for_window, scheme_of, scheme_violations, sort_tag_names, windows_for_words
+from mmkit.data.ner import IGNORE, continuation_tags, labels_for_window, scheme_of, scheme_violations, sort_tag_names, windows_for_words
 from mmkit.tasks import build_task
 from mmkit.tasks.ner import NerTask
 
@@ -78,6 +79,28 @@ def test_first_subtoken_carries_the_tag(ner_bert):
     assert pieces[:3] == ["[CLS]", "alice", "visited"] and pieces[-1] == "[SEP]"
     expected = [IGNORE, 3, 0, 3] + [IGNORE] * (z - 1) + [0, 1, IGNORE]
     assert labels_for_window(window, tags) == expected
+
+
+def test_label_all_subtokens_gives_later_pieces_the_inside_tag(ner_bert):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(ner_bert)
+    names = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert continuation_tags(names) == [0, 2, 2, 4, 4]
+    words = ["alice", "visited", "zoltanova", "in", "paris"]
+    (window,) = windows_for_words(tok, words, 64, 8)
+    z = len(tok.tokenize("zoltanova"))
+    # B-PER's later pieces are I-PER (a B on each would read as z one-piece entities); the first keeps B-PER.
+    expected = [IGNORE, 3, 0, 3] + [4] * (z - 1) + [0, 1, IGNORE]
+    assert labels_for_window(window, [3, 0, 3, 0, 1], continuation_tags(names)) == expected
+    # Across windows only the window that owns a word labels its pieces: never more pieces than the word has
+    # (pieces cut off into the next window stay unlabelled), never none.
+    words = ["the", "zoltanova", "film", "was", "very", "alice", "and", "paris", "met", "rome"]
+    windows = windows_for_words(tok, words, max_length=8, stride=2)
+    identity = list(range(len(words)))
+    labelled = Counter(t for w in windows for t in labels_for_window(w, identity, identity) if t != IGNORE)
+    assert all(1 <= labelled[i] <= len(tok.tokenize(word)) for i, word in enumerate(words))
+    assert sum(labelled.values()) > len(words)
 
 
 def test_long_sentences_become_windows_that_own_each_word_once(ner_bert):

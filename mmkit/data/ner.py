@@ -145,9 +145,26 @@ def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
     return list(ids[: content[0]]), list(ids[content[-1] + 1 :])
 
 
-def labels_for_window(window: Window, word_tags: list[int]) -> list[int]:
-    """Token labels: the word's tag on owned first sub-tokens, -100 everywhere else."""
-    return [word_tags[wid] if own else IGNORE for wid, own in zip(window.word_ids, window.owned)]
+def labels_for_window(window: Window, word_tags: list[int], continuation: list[int] | None = None) -> list[int]:
+    """Token labels: the word's tag on owned first sub-tokens, -100 everywhere else.
+
+    With `continuation` (tag id -> the tag its later sub-tokens carry, B-X -> I-X), a word's later sub-tokens in
+    the window that owns it are labelled too, as `run_ner --label_all_tokens` does."""
+    labels, owner_seen = [], set()
+    for wid, own in zip(window.word_ids, window.owned):
+        if own:
+            owner_seen.add(wid)
+            labels.append(word_tags[wid])
+        elif continuation is not None and wid in owner_seen:
+            labels.append(continuation[word_tags[wid]])
+        else:
+            labels.append(IGNORE)
+    return labels
+
+
+def continuation_tags(names: list[str]) -> list[int]:
+    """Tag id -> the tag a word's later sub-tokens carry: B-X -> I-X (the HF `run_ner` rule), others unchanged."""
+    return [names.index(f"I-{n[2:]}") if n.startswith("B-") and f"I-{n[2:]}" in names else i for i, n in enumerate(names)]
 
 
 def word_index_for_window(window: Window) -> list[int]:

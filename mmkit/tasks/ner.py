@@ -16,6 +16,7 @@ from mmkit.errors import UserError
 from mmkit.data.labels import class_label_names
 from mmkit.data.ner import (
     IGNORE,
+    continuation_tags,
     entity_types,
     labels_for_window,
     scheme_of,
@@ -162,6 +163,8 @@ class NerTask(Task):
     def prepare(self, split: Split, tokenizer, labels: list[str] | None):
         cfg = self.cfg
         max_length = max_length_for(cfg, tokenizer, self.spec)
+        # Only training rows: evaluation reads each word's prediction off its first sub-token either way.
+        continuation = continuation_tags(labels) if labels and cfg.ner.label_all_subtokens and split.name == "train" else None
 
         def windows(rows, indices):
             out = {"input_ids": [], "attention_mask": [], "labels": [], "word_index": [], "gold_words": [], "row_index": [], "length": []}
@@ -169,7 +172,7 @@ class NerTask(Task):
                 for window in windows_for_words(tokenizer, words, max_length, cfg.ner.stride):
                     out["input_ids"].append(window.input_ids)
                     out["attention_mask"].append([1] * len(window.input_ids))
-                    out["labels"].append(labels_for_window(window, tags))
+                    out["labels"].append(labels_for_window(window, tags, continuation))
                     out["word_index"].append(word_index_for_window(window))
                     out["gold_words"].append(tags)
                     out["row_index"].append(row)
