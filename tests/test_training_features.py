@@ -190,6 +190,40 @@ def test_class_weights_change_the_loss_as_computed_by_hand(tiny_bert, toy_data, 
     assert abs(weighted - plain) > 1e-3
 
 
+@pytest.mark.parametrize("class_weights", ["none", "balanced"])
+def test_token_losses_weigh_every_token_the_same_whatever_its_batch(class_weights, tmp_path):
+    """NER batches hold different numbers of labelled tokens (more so grouped by length): the epoch's mean of the
+    batch losses must be the mean loss per token (per class weight), not a mean of per-batch means."""
+    from builders import build_tiny_bert
+    from builders_ner import NER_WORDS, toy_ner_splits
+
+    data = toy_ner_splits(tmp_path / "data")
+    cfg = load_config(None, {
+        "task": "ner", "model.name_or_path": str(build_tiny_bert(tmp_path / "bert", extra_words=NER_WORDS)),
+        "data.train": str(data["train"]), "train.batch_size": 16, "train.class_weights": class_weights,
+    })
+    trainer = _trainer(cfg, tmp_path)
+    trainer.model.eval()
+    weights = trainer.class_weights
+    batch_losses, sums, totals = [], [], []
+    with torch.no_grad():
+        for batch in trainer.train_loader:
+            batch_losses.append(trainer.compute_loss(batch).item())
+            logits = trainer.model(**{k: v for k, v in batch.items() if k != "labels"}).logits.double()
+            mask = batch["labels"] != -100
+            labels = batch["labels"][mask]
+            token_weights = torch.ones(len(labels), dtype=torch.float64) if weights is None else weights.double()[labels]
+            nll = -logits[mask].log_softmax(-1)[torch.arange(len(labels)), labels]
+            sums.append(float((token_weights * nll).sum()))
+            totals.append(float(token_weights.sum()))
+    assert len(set(totals)) > 1, "the batches must differ in labelled tokens for the test to mean anything"
+    per_batch = sum(totals) / len(totals)
+    assert batch_losses == pytest.approx([s / per_batch for s in sums], rel=1e-5)
+    assert sum(batch_losses) / len(batch_losses) == pytest.approx(sum(sums) / sum(totals), rel=1e-5)
+    mean_of_means = sum(s / t for s, t in zip(sums, totals)) / len(sums)
+    assert abs(mean_of_means - sum(sums) / sum(totals)) > 1e-4  # what the model's own per-batch mean would give
+
+
 def test_balanced_weights_follow_the_label_counts(tiny_bert, toy_data, tmp_path):
     cfg = load_config(None, {"task": "ner", "train.class_weights": "balanced", "data.train": "train.jsonl"})
     labels = ["O", "B-PER", "I-PER"]

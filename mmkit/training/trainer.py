@@ -24,6 +24,7 @@ from mmkit.models.lora import describe_lora, load_trainable_state_dict, paramete
 from mmkit.training import distributed
 from mmkit.training.class_weights import resolve_class_weights, weighted_cross_entropy
 from mmkit.training.evaluation import eval_loader, run_evaluation
+from mmkit.training.loss import labelled_weight, mean_labelled_weight
 from mmkit.training.precision import attention_kernels, resolve_mixed_precision
 from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
 from mmkit.tasks.base import EvalResult, Task
@@ -132,6 +133,8 @@ class Trainer:
         collator = self.task.collator(self.processor)
         train = self.datasets["train"]
         self.sampler = TrainBatchSampler(train["length"], cfg.batch_size, cfg.seed, cfg.group_by_length)
+        # Per-token labels: each batch's loss is rescaled so that every token weighs the same (mmkit/training/loss.py).
+        self.labelled_per_batch = mean_labelled_weight(train, len(self.sampler), self.class_weight_values)
         train_loader = DataLoader(
             train.remove_columns([c for c in ("length", "row_index", *self.task.eval_only_columns) if c in train.column_names]),
             batch_sampler=self.sampler,
@@ -331,6 +334,12 @@ class Trainer:
         if self.class_weights is not None:
             shown = ", ".join(f"{name} {w:.3g}" for name, w in zip(self.labels, self.class_weight_values))
             lines.append(f"  loss       cross-entropy with class weights ({_setting_text(cfg.train.class_weights)}): {shown}")
+        if self.labelled_per_batch:
+            what = "class weight of the labelled tokens" if self.class_weights is not None else "labelled tokens"
+            lines.append(
+                f"  loss       per token: each batch's sum over {self.labelled_per_batch:,.1f} (the mean {what} per batch), "
+                "so a token weighs the same in a short batch as in a long one"
+            )
         if cfg.train.early_stopping_patience:
             lines.append(
                 f"  stopping   early after {cfg.train.early_stopping_patience} validation(s) without {self.metric} improving "
@@ -380,11 +389,16 @@ class Trainer:
         return text
 
     def compute_loss(self, batch):
-        """The model's own loss, or, with train.class_weights, cross-entropy weighted per class."""
+        """The model's own loss, or, with train.class_weights, cross-entropy weighted per class; for per-token
+        labels, scaled from the batch's mean to its sum over the epoch's mean labelled tokens per batch."""
         if self.class_weights is None:
-            return self.model(**batch).loss
-        inputs = {key: value for key, value in batch.items() if key != "labels"}
-        return weighted_cross_entropy(self.model(**inputs).logits, batch["labels"], self.class_weights)
+            loss = self.model(**batch).loss
+        else:
+            inputs = {key: value for key, value in batch.items() if key != "labels"}
+            loss = weighted_cross_entropy(self.model(**inputs).logits, batch["labels"], self.class_weights)
+        if self.labelled_per_batch:
+            loss = loss * (labelled_weight(batch["labels"], self.class_weights) / self.labelled_per_batch)
+        return loss
 
     @property
     def run_name(self) -> str:
