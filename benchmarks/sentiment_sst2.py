@@ -3,8 +3,8 @@
 The same job for both, in the same invocation: 1 epoch over the first 20,000 training rows after a seed-0
 shuffle, LoRA r=8 alpha=16 on query,value, batch 32, AdamW lr 2e-3 with linear decay and 6% warmup, dynamic
 padding, then accuracy on the labelled test rows. Each side runs in its own subprocess so peak memory (max RSS)
-is its own. mmkit runs with its defaults (on a CPU with bf16 units: bf16 autocast, the math attention kernel;
-the frozen base's dropout off); the Trainer as its docs teach (fp32). Also times evaluation: mmkit's batched,
+is its own. mmkit runs its recipe (on a CPU with bf16 units: bf16 autocast and the math attention kernel);
+the Trainer as its docs teach (fp32). Also times evaluation: mmkit's batched,
 length-sorted eval against `transformers.pipeline` at its best batch size over the same test rows with the
 same trained adapter. Prints where mmkit's time went (phases) and the compute floor: the job's FLOPs at the
 rate this machine's matmuls reach at the job's shapes, measured here.

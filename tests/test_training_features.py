@@ -23,7 +23,7 @@ from mmkit.runs.inference import evaluate_run, load_trained
 from mmkit.tasks import build_task
 from mmkit.training.class_weights import resolve_class_weights
 from mmkit.training.finetune import finetune, load_splits
-from mmkit.training.trainer import Trainer, make_accelerator
+from mmkit.training.trainer import Trainer, loss_stalled, make_accelerator
 
 FAST = {"train.learning_rate": 1e-2, "lora.dropout": 0.0, "train.save_every_minutes": 0}
 
@@ -155,6 +155,27 @@ def test_early_stopping_needs_validation_rows(tiny_bert, toy_data, tmp_path):
     with pytest.raises(UserError, match="data.validation"):
         finetune(load_config(None, overrides))
     assert not (tmp_path / "run").exists()
+
+
+# --- a run that learned nothing -----------------------------------------------------------------------------
+
+
+def test_loss_stalled_reads_the_first_and_last_quarter():
+    history = lambda losses: [{"kind": "train", "loss": x} for x in losses] + [{"kind": "eval", "loss": 9.0}]
+    assert loss_stalled(history([1.14] * 12)) == (pytest.approx(1.14), pytest.approx(1.14))
+    assert loss_stalled(history([0.7, 0.6, 0.5, 0.4, 0.3, 0.3, 0.2, 0.2])) is None
+    assert loss_stalled(history([0.7, 0.69, 0.7, 0.68, 0.7, 0.69, 0.7, 0.67])) == (pytest.approx(0.695), pytest.approx(0.685))
+    assert loss_stalled(history([0.7, 0.6, 0.6, 0.6, 0.6, 0.6, float("nan"), float("nan")])) is not None
+    assert loss_stalled(history([1.0] * 7)) is None  # too few records to judge
+
+
+def test_a_run_whose_loss_stays_flat_says_so(tiny_bert, toy_data, tmp_path, capsys):
+    overrides = {**FAST, "train.log_every": 2}
+    finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "stuck", **{**overrides, "train.learning_rate": 1e-9})))
+    out = capsys.readouterr().out
+    assert "warning: the training loss did not fall" in out and "train.learning_rate=1e-09" in out, out[-2000:]
+    metrics = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "learns", **overrides)))
+    assert metrics["accuracy"] > 0.8 and "did not fall" not in capsys.readouterr().out
 
 
 # --- class weights ---------------------------------------------------------------------------------------------

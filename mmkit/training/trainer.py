@@ -430,6 +430,14 @@ class Trainer:
             self._train_epochs(bar, say, clock, done)
         bar.close()
         state["train_seconds"] = clock.seconds()
+        stalled = loss_stalled(state["history"])
+        if stalled:
+            say(
+                f"warning: the training loss did not fall (mean of the first quarter of the logged steps {stalled[0]:.4f}, "
+                f"of the last {stalled[1]:.4f}): the model learned next to nothing. If the loss rose or jumped early, "
+                f"train.learning_rate={cfg.learning_rate:g} is too high for this model (try a third of it); if it stayed "
+                "flat from the start, the rate is too low or the run too short"
+            )
         acc.wait_for_everyone()
 
     def _train_epochs(self, bar, say, clock, done: bool) -> None:
@@ -516,6 +524,17 @@ class Trainer:
         if self.acc.is_main_process:
             lines = "".join(json.dumps(record) + "\n" for record in self.state["history"])
             atomic_write_text(self.run.file(TRAIN_LOG_FILE), lines)
+
+
+def loss_stalled(history: list[dict], min_records: int = 8, min_drop: float = 0.05) -> tuple[float, float] | None:
+    """(first, last) quarter means of the logged training loss when it fell by less than `min_drop` of the first
+    (a diverged or stuck run), else None; None too when fewer than `min_records` losses were logged to judge by."""
+    losses = [record["loss"] for record in history if record["kind"] == "train"]
+    if len(losses) < min_records:
+        return None
+    quarter = len(losses) // 4
+    first, last = sum(losses[:quarter]) / quarter, sum(losses[-quarter:]) / quarter
+    return (first, last) if not last < first * (1 - min_drop) else None  # `not <`: a NaN loss counts as stalled
 
 
 def _setting_text(setting) -> str:
