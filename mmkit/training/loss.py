@@ -1,8 +1,8 @@
 """Token-level losses (NER, translation) that weigh every labelled token the same, whatever rows share its batch.
 
 A model's own loss is the mean over the labelled tokens of its batch. With length-grouped batches that gives a
-token in a batch of 32 three-word headlines ten times the weight of a token in a batch of 32 forty-word
-sentences, and training leans towards the short rows. Measured on CoNLL-2003 (MiniLM LoRA, 3,000 sentences, 3
+token in a batch of short lines many times the weight of a token in a batch of long sentences (CoNLL-2003's
+batches of 32 hold 53 to 1,997 labelled sub-tokens), and training leans towards the short rows. Measured on CoNLL-2003 (MiniLM LoRA, 3,000 sentences, 3
 epochs, one seed): test F1 0.800 with the batch mean, 0.816 with the weighting here, 0.814 with ungrouped
 batches (2.4x slower). As in fairseq's summed losses and transformers' `num_items_in_batch`: a batch's loss is
 its sum over labelled tokens divided by a constant, the mean labelled tokens per batch over the epoch, so the
