@@ -138,7 +138,7 @@ class TrainConfig:
     max_grad_norm: float = opt(1.0, "gradient clipping norm (0: no clipping)", ge=0)
     seed: int = opt(42, "seed for the head, LoRA init, dropout and the batch order")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = opt(
-        "no", "no | bf16 | fp16 | auto (bf16 where the GPU or CPU computes bf16 natively: AVX-512 BF16 / AMX, else no)"
+        "no", "no | bf16 | fp16 | auto (bf16 where the GPU or CPU computes bf16 natively: AVX-512 BF16 / AMX, else no; no for DeBERTa v1, which breaks in bf16)"
     )
     resume: Union[bool, str] = opt(False, "true: continue from the newest checkpoint of output_dir; or a checkpoint path")
     overwrite: bool = opt(False, "replace a previous run in output_dir")

@@ -352,6 +352,51 @@ def render_table() -> str:
     return "\n".join([TABLE_START, *lines, TABLE_END])
 
 
+# --- every family under bf16 autocast ---------------------------------------------------------------------------
+# What `train.mixed_precision=auto` picks on a CPU with bf16 units or a bf16 GPU: one passing cell per family
+# trains in bf16 and `mmkit eval` (also in bf16) reproduces its test metrics. A family whose transformers code
+# breaks in bf16 is refused before anything is written, and `auto` keeps it in fp32.
+BREAKS_IN_BF16 = {"deberta": "cannot run deberta models"}
+BF16_CELLS = [(family, next(task for task in TASKS if row[task] == "pass")) for family, row in MATRIX.items()]
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """Accelerate keeps one mixed precision per process; its own test cases reset it like this between tests."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+@pytest.mark.parametrize("family, task", BF16_CELLS, ids=[f"{f}-{t}" for f, t in BF16_CELLS])
+def test_cell_in_bf16(family, task, root, data, fresh_accelerator_state):
+    out = root / "runs-bf16" / f"{family}-{task}"
+    overrides = {**cell_overrides(family, task, root, data, out), "train.mixed_precision": "bf16"}
+    code, stdout, stderr = cli("train", str(write_config(overrides, root / f"{family}-{task}-bf16.yaml")))
+    if family in BREAKS_IN_BF16:
+        assert code == 2, (stdout, stderr)
+        errors = [line for line in stderr.strip().splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in stderr and BREAKS_IN_BF16[family] in errors[0], stderr
+        assert "train.mixed_precision=no" in errors[0] and not out.exists()
+        overrides["train.mixed_precision"] = "auto"
+        code, stdout, stderr = cli("train", str(write_config(overrides, root / f"{family}-{task}-auto.yaml")))
+        assert code == 0, stderr
+        assert "precision no (auto: deberta models fail under bf16 autocast)" in stdout, stdout
+        return
+    assert code == 0, stderr
+    assert "precision bf16 (train.mixed_precision=bf16)" in stdout, stdout
+    losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines() if '"train"' in line]
+    assert losses and all(torch.isfinite(torch.tensor(losses))), losses
+    code, _, stderr = cli("eval", str(out), "--output", str(out / "eval"))
+    assert code == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = json.loads((out / "eval" / "metrics.json").read_text())
+    headline = "accuracy" if "accuracy" in metrics else next(k for k in ("f1", "bleu", "macro_f1") if k in metrics)
+    assert evaluated[headline] == metrics[headline], (evaluated, metrics)
+
+
 def test_readme_table_is_the_matrix():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     start, end = readme.find(TABLE_START), readme.find(TABLE_END)

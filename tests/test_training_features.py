@@ -190,7 +190,7 @@ def _trainer(cfg, tmp_path):
     processor = task.load_processor()
     prepared = {name: task.prepare(split, processor, data.labels)[0] for name, split in data.splits.items()}
     model = task.spec.build(data.labels, processor)
-    return Trainer(cfg, task, model, processor, prepared, data.labels, RunDir(tmp_path / "unused"), make_accelerator(cfg))
+    return Trainer(cfg, task, model, processor, prepared, data.labels, RunDir(tmp_path / "unused"), make_accelerator(cfg, task.spec.family))
 
 
 def test_class_weights_change_the_loss_as_computed_by_hand(tiny_bert, toy_data, tmp_path):

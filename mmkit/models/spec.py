@@ -102,6 +102,12 @@ class ModelSpec:
         self.source = source  # where the base checkpoint (and its processor) loads from
         self.base_id = base_id  # what records (adapter config, model card) name as the base; None from scratch
         self.family = family
+        precision = cfg.train.mixed_precision
+        if precision in ("bf16", "fp16") and family.breaks_in_half_precision:
+            raise UserError(
+                f"train.mixed_precision={precision} cannot run {family.name} models: {family.breaks_in_half_precision}; "
+                "set train.mixed_precision=no (or auto, which keeps this family in fp32)"
+            )
 
     # --- identity ---------------------------------------------------------------------------------------
     @property

@@ -126,7 +126,7 @@ def evaluate_on(task: Task, build_model, processor, labels, source: str, split: 
     raw = load_split(source, split, task.cfg.data.hub_config)
     task_data = task.load_data({split: raw}, labels=labels)
     dataset, _notes = task.prepare(task_data.splits[split], processor, task_data.labels)
-    accelerator = make_accelerator(task.cfg)
+    accelerator = make_accelerator(task.cfg, task.spec.family)
     model = accelerator.prepare_model(build_model(task_data.labels), evaluation_mode=True)  # no DDP wrapper: nothing trains
     loader = accelerator.prepare(eval_loader(dataset, task.collator(processor), batch_size))
     started = time.perf_counter()

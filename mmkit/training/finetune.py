@@ -79,7 +79,7 @@ def finetune(cfg: Config) -> dict[str, Any]:
     check_class_weights_setting(cfg)
     if cfg.train.early_stopping_patience and not cfg.data.validation:
         raise UserError("train.early_stopping_patience needs validation rows to watch; set data.validation, or leave early stopping off")
-    accelerator = make_accelerator(cfg, trackers, run.path / LOGS_DIR)
+    accelerator = make_accelerator(cfg, task.spec.family, trackers, run.path / LOGS_DIR)
     set_seed(cfg.train.seed)
 
     # 1. Data: read and validate every split, settle the label set.

@@ -27,10 +27,14 @@ def native_bf16() -> str | None:
     return None
 
 
-def resolve_mixed_precision(setting: str) -> tuple[str, str]:
-    """(what Accelerate gets: no | bf16 | fp16, why) for the config's train.mixed_precision."""
+def resolve_mixed_precision(setting: str, family=None) -> tuple[str, str]:
+    """(what Accelerate gets: no | bf16 | fp16, why) for the config's train.mixed_precision and the model's
+    family (`mmkit.models.families.Family`; an explicit bf16/fp16 on a family that breaks in it is refused when
+    the model spec is built)."""
     if setting != "auto":
         return setting, f"train.mixed_precision={setting}"
+    if family is not None and family.breaks_in_half_precision:
+        return "no", f"auto: {family.name} models fail under bf16 autocast"
     reason = native_bf16()
     if reason:
         return "bf16", f"auto: {reason}"

@@ -57,8 +57,9 @@ def config_changes(before: dict, after: dict, prefix: str = "") -> list[tuple[st
 BEST_DIR = "best"
 
 
-def make_accelerator(cfg: Config, trackers: list[str] | None = None, logging_dir: Path | None = None):
-    """The run's Accelerator; `trackers` (from `mmkit.training.tracking.requested_trackers`) log to `logging_dir`."""
+def make_accelerator(cfg: Config, family, trackers: list[str] | None = None, logging_dir: Path | None = None):
+    """The run's Accelerator for a model of `family` (it settles `auto` precision); `trackers` (from
+    `mmkit.training.tracking.requested_trackers`) log to `logging_dir`."""
     import torch
     from accelerate import Accelerator
 
@@ -67,7 +68,7 @@ def make_accelerator(cfg: Config, trackers: list[str] | None = None, logging_dir
         log_with=trackers or None,
         project_dir=str(logging_dir) if trackers and logging_dir is not None else None,
         gradient_accumulation_steps=cfg.train.gradient_accumulation_steps,
-        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision)[0],
+        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision, family)[0],
         # Several CPU processes (torchrun / accelerate launch --multi_gpu without GPUs) must still form one
         # gloo group; without cpu=True each process would silently train alone. DeepSpeed brings its own CPU
         # backend, and cpu=True would quietly turn it into DDP.
@@ -324,7 +325,7 @@ class Trainer:
             title,
             f"  examples   {sizes}" + (f" | {len(self.labels)} labels: {', '.join(self.labels)}" if self.labels else ""),
             f"  hardware   {acc.num_processes} process(es) on {acc.device.type}, precision {acc.mixed_precision} "
-            f"({resolve_mixed_precision(cfg.train.mixed_precision)[1]})",
+            f"({resolve_mixed_precision(cfg.train.mixed_precision, self.task.spec.family)[1]})",
             f"  batches    {cfg.train.batch_size} per process x {acc.num_processes} process(es) x "
             f"{cfg.train.gradient_accumulation_steps} accumulation = {global_batch} global; "
             f"{self.steps_per_epoch} steps/epoch, {self.total_steps} steps in all ({self.num_epochs} epoch(s))",
