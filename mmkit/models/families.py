@@ -29,7 +29,7 @@ class Family:
     # decoder: the last real token carries the sequence (a pad token is needed, generation pads on the left).
     kind: Kind = "encoder"
     # Why the family's transformers code fails under bf16/fp16 autocast, if it does: `auto` then stays fp32 and an
-    # explicit bf16/fp16 is refused before anything is written (tests/test_matrix.py runs every cell in bf16).
+    # explicit bf16/fp16 is refused before anything is written (tests/test_matrix.py trains one cell per family in bf16).
     breaks_in_half_precision: str = ""
 
 
@@ -39,8 +39,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("distilbert", ("distilbert",), ("q_lin", "v_lin")),
     Family(  # v1: one fused query/key/value projection
         "deberta", ("deberta",), ("in_proj",),
-        breaks_in_half_precision="transformers' DeBERTa (v1) attention masks its bf16 scores with the fp32 minimum, "
-        "which overflows (RuntimeError: value cannot be converted to type c10::BFloat16 without overflow)",
+        breaks_in_half_precision="transformers' DeBERTa (v1) attention masks its half-precision scores with the fp32 "
+        "minimum, which overflows (in bf16: RuntimeError: value cannot be converted to type c10::BFloat16 without overflow)",
     ),
     Family("deberta-v2", ("deberta-v2",), ("query_proj", "value_proj")),  # v2 and v3
     Family("gpt2", ("gpt2",), ("c_attn",), kind="decoder"),  # Conv1D: fan_in_fan_out
