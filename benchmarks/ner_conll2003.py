@@ -40,7 +40,7 @@ def run_mmkit(args, out: Path, full: bool = False) -> dict:
             "data.train": str(DATA / "train.jsonl"), "data.validation": str(DATA / "validation.jsonl"),
             "data.test": str(DATA / "test.jsonl"), "data.max_train_rows": args.rows,
             "train.epochs": (args.full_epochs or args.epochs) if full else args.epochs, "train.max_steps": None, "train.eval_every": None, "train.save_every": None,
-            "train.output_dir": str(out / "run"), "train.overwrite": True,
+            "train.output_dir": str(out / "run"), "train.overwrite": True, "train.seed": args.seed,
             **({"lora.enabled": False, "train.learning_rate": FULL_LR} if full else {}),
         },
     )
@@ -107,12 +107,12 @@ def run_trainer(args, out: Path) -> dict:
         task_type="TOKEN_CLS", r=HPARAMS["r"], lora_alpha=HPARAMS["alpha"], lora_dropout=HPARAMS["dropout"], target_modules=HPARAMS["targets"]
     )
     model = get_peft_model(model, lora)
-    args = TrainingArguments(
+    training_args = TrainingArguments(
         output_dir=str(out / "trainer"), num_train_epochs=args.epochs, per_device_train_batch_size=HPARAMS["batch"],
         per_device_eval_batch_size=64, learning_rate=HPARAMS["lr"], warmup_steps=0.05, lr_scheduler_type="linear",
-        eval_strategy="no", save_strategy="no", report_to=[], seed=42, disable_tqdm=True,
+        eval_strategy="no", save_strategy="no", report_to=[], seed=args.seed, disable_tqdm=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=data["train"], data_collator=DataCollatorForTokenClassification(tokenizer))
+    trainer = Trainer(model=model, args=training_args, train_dataset=data["train"], data_collator=DataCollatorForTokenClassification(tokenizer))
     started = time.perf_counter()
     out_metrics = trainer.train().metrics
     train_s = time.perf_counter() - started

@@ -44,7 +44,8 @@ def resolve_mixed_precision(setting: str, family=None) -> tuple[str, str]:
 def attention_kernels(accelerator):
     """The scaled-dot-product attention kernels to run under. On a CPU in bf16, the plain (math) kernel: with the
     fused flash kernel a MiniLM LoRA step (batch 32) took 2x as long at 14 tokens and 1.4x at 64 (its backward),
-    and evaluation was no faster. In fp32 flash was the faster one at 64 tokens, so fp32 keeps PyTorch's choice."""
+    and evaluation was no faster. In fp32 flash was the faster one at 64 tokens, so fp32 keeps PyTorch's choice.
+    (Attention that drops probabilities while training on a CPU is computed by `mmkit.training.cpu_dropout`.)"""
     import contextlib
 
     if accelerator.device.type != "cpu" or accelerator.mixed_precision != "bf16":
