@@ -174,8 +174,10 @@ def test_a_run_whose_loss_stays_flat_says_so(tiny_bert, toy_data, tmp_path, caps
     finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "stuck", **{**overrides, "train.learning_rate": 1e-9})))
     out = capsys.readouterr().out
     assert "warning: the training loss did not fall" in out and "train.learning_rate=1e-09" in out, out[-2000:]
-    metrics = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "learns", **overrides)))
-    assert metrics["accuracy"] > 0.8 and "did not fall" not in capsys.readouterr().out
+    # 20 epochs at this rate learn the toy task whatever the seed (accuracy 0.988-1.0 over seeds 42, 1..7); 4 do not.
+    learns = {**overrides, "train.epochs": 20}
+    metrics = finetune(load_config(None, sentiment_overrides(tiny_bert, toy_data, tmp_path / "learns", **learns)))
+    assert metrics["accuracy"] > 0.9 and "did not fall" not in capsys.readouterr().out
 
 
 # --- class weights ---------------------------------------------------------------------------------------------
