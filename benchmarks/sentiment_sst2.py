@@ -1,7 +1,8 @@
 """SST-2 sentiment with LoRA on all-MiniLM-L6-v2: mmkit against the plain transformers Trainer + PEFT.
 
 The same job for both, in the same invocation: 1 epoch over the first 20,000 training rows after a seed-0
-shuffle, LoRA r=8 alpha=16 on query,value, batch 32, AdamW lr 2e-3 with linear decay and 6% warmup, dynamic
+shuffle, with the LoRA and optimiser settings of recipes/configs/sentiment_sst2.yaml (both sides read them
+there: LoRA r=8 alpha=16 on every linear layer, batch 64, AdamW lr 3e-3 with linear decay and 6% warmup), dynamic
 padding, then accuracy on the labelled test rows. Each side runs in its own subprocess so peak memory (max RSS)
 is its own. mmkit runs its recipe (on a CPU with bf16 units: bf16 autocast and the math attention kernel);
 the Trainer as its docs teach (fp32). Also times evaluation: mmkit's batched,
@@ -36,24 +37,30 @@ PIPELINE_BATCH_SIZES = (1, 8, 32, 64, 128)
 SCALING_ROWS = (2000, 5000, 20000, 67349)
 
 
-def run_mmkit(args, out: Path) -> dict:
-    rows = args.rows
+def recipe(args, out: Path):
+    """The SST-2 recipe's config for this run: the job both sides run."""
     from mmkit.config import load_config
-    from mmkit.training.finetune import finetune
-    from mmkit.runs.inference import evaluate_run, load_trained
 
-    cfg = load_config(
+    return load_config(
         REPO / "recipes" / "configs" / "sentiment_sst2.yaml",
         {
             "data.train": str(DATA / "train.jsonl"),
             "data.validation": str(DATA / "validation.jsonl"),
             "data.test": str(DATA / "test.jsonl"),
-            "data.max_train_rows": rows,
+            "data.max_train_rows": args.rows,
             "train.output_dir": str(out / "mmkit-run"),
             "train.overwrite": True,
             "train.seed": args.seed,
         },
     )
+
+
+def run_mmkit(args, out: Path) -> dict:
+    rows = args.rows
+    from mmkit.training.finetune import finetune
+    from mmkit.runs.inference import evaluate_run, load_trained
+
+    cfg = recipe(args, out)
     started = time.perf_counter()
     metrics = finetune(cfg)
     wall = time.perf_counter() - started
@@ -73,6 +80,7 @@ def run_mmkit(args, out: Path) -> dict:
         "eval_accuracy": result.metrics["accuracy"],
         "peak_rss_mb": round(peak_rss_mb()),
         "padded_train_tokens": padded_tokens(cfg, rows),
+        "batch_size": cfg.train.batch_size,
     }
 
 
@@ -87,10 +95,11 @@ def padded_tokens(cfg, rows) -> dict:
     split = subsample(load_split(cfg.data.train, "train"), rows, 0)
     lengths = [len(ids) for ids in tok(list(split.dataset["text"]), truncation=True, max_length=512)["input_ids"]]
     count = lambda sampler: sum(len(b) * max(lengths[i] for i in b) for b in sampler)  # noqa: E731
+    batch, seed = cfg.train.batch_size, cfg.train.seed
     return {
         "real": sum(lengths),
-        "mmkit_batches": count(TrainBatchSampler(lengths, 32, cfg.train.seed)),
-        "shuffled_batches": count(TrainBatchSampler(lengths, 32, cfg.train.seed, group_by_length=False)),
+        "mmkit_batches": count(TrainBatchSampler(lengths, batch, seed)),
+        "shuffled_batches": count(TrainBatchSampler(lengths, batch, seed, group_by_length=False)),
     }
 
 
@@ -119,17 +128,23 @@ def run_trainer(args, out: Path) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)}
     )
+    cfg = recipe(args, out)
+    lora, train = cfg.lora, cfg.train
     model = get_peft_model(
-        model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"])
+        model,
+        LoraConfig(
+            task_type="SEQ_CLS", r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules)
+        ),
     )
     training_args = TrainingArguments(
         output_dir=str(out / "trainer-run"),
-        num_train_epochs=1,
-        per_device_train_batch_size=32,
+        num_train_epochs=train.epochs,
+        per_device_train_batch_size=train.batch_size,
         per_device_eval_batch_size=64,
-        learning_rate=2e-3,
-        warmup_steps=0.06,  # a float below 1 is a share of the steps in transformers 5
-        lr_scheduler_type="linear",
+        learning_rate=train.learning_rate,
+        weight_decay=train.weight_decay,
+        warmup_steps=train.warmup_ratio,  # a float below 1 is a share of the steps in transformers 5
+        lr_scheduler_type=train.lr_scheduler,
         eval_strategy="no",
         save_strategy="no",
         report_to=[],
@@ -171,12 +186,12 @@ def run_trainer(args, out: Path) -> dict:
     }
 
 
-def compute_floor(real_tokens: int, precision: str) -> dict:
-    """Seconds the job's FLOPs take at this machine's measured matmul rate (batches of 32 rows x 14 tokens, the
-    job's mean), in fp32 and, where mmkit trained in it, bf16."""
-    rates = {"fp32": matmul_gflops(32 * 14, 384, 1536, "float32")}
+def compute_floor(real_tokens: int, precision: str, batch_size: int) -> dict:
+    """Seconds the job's FLOPs take at this machine's measured matmul rate (batches of `batch_size` rows x 14
+    tokens, the job's mean), in fp32 and, where mmkit trained in it, bf16."""
+    rates = {"fp32": matmul_gflops(batch_size * 14, 384, 1536, "float32")}
     if precision == "bf16":
-        rates["bf16"] = matmul_gflops(32 * 14, 384, 1536, "bfloat16")
+        rates["bf16"] = matmul_gflops(batch_size * 14, 384, 1536, "bfloat16")
     return {name: {"gflops": round(rate, 1), "floor_s": round(real_tokens * FLOPS_PER_TOKEN / rate / 1e9, 1)} for name, rate in rates.items()}
 
 
@@ -210,7 +225,7 @@ def main() -> int:
             print(f"{name} test accuracy by seed: {shown} (mean {side['accuracy']:.4f}, range {max(accuracies) - min(accuracies):.4f})")
     if m:
         tokens = m["padded_train_tokens"]
-        floors = results["compute_floor"] = compute_floor(tokens["real"], m["precision"])
+        floors = results["compute_floor"] = compute_floor(tokens["real"], m["precision"], m["batch_size"])
         print(
             f"tokens: {tokens['real']:,} real, {tokens['mmkit_batches']:,} in mmkit's length-grouped batches, "
             f"{tokens['shuffled_batches']:,} in shuffled batches"
