@@ -11,7 +11,7 @@ DeepSpeed rows run where `deepspeed` imports, FSDP rows on a GPU. Every model is
 random weights (real shapes, so speed and memory are those of the real checkpoint); batches are random token
 ids of a fixed shape, so every step does the same work. Rows:
 
-- text LoRA step, mmkit loop: MiniLM-L6 (the default model, batch 32 x 64 tokens, as SST-2 trains) and a
+- text LoRA step, mmkit loop: MiniLM-L6 (the default model, batch 32 x 64 tokens) and a
   BERT-base replica: LoRA r=8 on query,value + a new head, AdamW, through Accelerate exactly as
   `mmkit.training.trainer.Trainer.train` steps (accumulate, backward, clip, step, zero_grad).
 - the same job with `transformers.Trainer` + PEFT.
