@@ -237,7 +237,8 @@ def main() -> int:
             )
         print(f"mmkit ({m['precision']}) time by phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in m["phases_s"].items()))
     if t:
-        print(f"pipeline rows/s by batch size: {t['pipeline_rows_per_s_by_batch']} (best: {t['pipeline_batch_size']})")
+        for run in t.get("runs", [t]):
+            print(f"pipeline rows/s by batch size: {run['pipeline_rows_per_s_by_batch']} (best: {run['pipeline_batch_size']})")
     if not (m and t):  # one side: its figures, no ratios
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(results, indent=2))
