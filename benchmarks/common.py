@@ -141,8 +141,13 @@ def compare(script: str, doc: str, data: Path, default_rows: int, output_name: s
 
 
 def mean_over_runs(runs: list[dict]) -> dict:
-    """One run as it is; several: the first run's fields with every number replaced by its mean, plus `runs`."""
+    """One run as it is; several: the first run's fields with every number that differs between runs replaced by its
+    mean (a setting such as the batch size stays as it was), plus `runs`."""
     if len(runs) == 1:
         return runs[0]
-    numbers = [k for k, v in runs[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed"]
+    numbers = [
+        k
+        for k, v in runs[0].items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "seed" and len({r[k] for r in runs}) > 1
+    ]
     return {**runs[0], **{k: sum(r[k] for r in runs) / len(runs) for k in numbers}, "seed": None, "runs": runs}

@@ -225,7 +225,7 @@ def main() -> int:
             print(f"{name} test accuracy by seed: {shown} (mean {side['accuracy']:.4f}, range {max(accuracies) - min(accuracies):.4f})")
     if m:
         tokens = m["padded_train_tokens"]
-        floors = results["compute_floor"] = compute_floor(tokens["real"], m["precision"], int(m["batch_size"]))
+        floors = results["compute_floor"] = compute_floor(tokens["real"], m["precision"], m["batch_size"])
         print(
             f"tokens: {tokens['real']:,} real, {tokens['mmkit_batches']:,} in mmkit's length-grouped batches, "
             f"{tokens['shuffled_batches']:,} in shuffled batches"
@@ -256,7 +256,7 @@ def main() -> int:
     results["speedup_train"] = t["train_s"] / m["train_s"]
     results["speedup_eval"] = m["eval_samples_per_s"] / t["eval_samples_per_s"]
     seeds = f", mean of seeds {args.seeds}" if "runs" in m else ""
-    title = f"SST-2, MiniLM-L6 + LoRA as recipes/configs/sentiment_sst2.yaml sets it, {args.rows:,} rows, 1 epoch, batch {int(m['batch_size'])}"
+    title = f"SST-2, MiniLM-L6 + LoRA as recipes/configs/sentiment_sst2.yaml sets it, {args.rows:,} rows, 1 epoch, batch {m['batch_size']}"
     report(title + seeds, results, rows, args.output)
     print(f"training speed-up {results['speedup_train']:.2f}x, eval speed-up {results['speedup_eval']:.2f}x")
     return 0
