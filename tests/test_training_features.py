@@ -312,15 +312,17 @@ def test_lora_variants_reload_to_identical_logits(variant, tiny_bert, toy_data, 
 # --- quiet output ---------------------------------------------------------------------------------------------
 
 
-def test_saving_an_adapter_of_a_hub_model_never_asks_the_hub(tmp_path, monkeypatch):
+@pytest.mark.parametrize("init", ["default", "pissa"])
+def test_saving_an_adapter_of_a_hub_model_never_asks_the_hub(init, tmp_path, monkeypatch):
     """PEFT's default save looks the base up on the Hub to learn whether the vocabulary grew (offline: two warnings
-    on every `mmkit train` of the default model); mmkit saves added tokens as trainable-token rows and never asks."""
+    on every `mmkit train` of the default model); mmkit saves added tokens as trainable-token rows and never asks.
+    PiSSA: PEFT's conversion reads the initial adapter back the same way."""
     import peft.utils.other as peft_other
 
     asked = []
     monkeypatch.setattr(peft_other, "file_exists", lambda *args, **kwargs: asked.append(args) or True)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    task = build_task(load_config(None, {"task": "sentiment", "data.labels": ["negative", "positive"]}))  # the embedded MiniLM
+    task = build_task(load_config(None, {"task": "sentiment", "data.labels": ["negative", "positive"], "lora.init": init}))  # the embedded MiniLM
     processor = task.load_processor()
     model = task.spec.build(["negative", "positive"], processor)
     assert model.peft_config["default"].base_model_name_or_path == "sentence-transformers/all-MiniLM-L6-v2"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import warnings
 
 from mmkit.config import LoraConfig
@@ -89,7 +91,7 @@ def save_adapter(model, folder, state_dict: dict | None = None) -> None:
     new_tokens = any(isinstance(module, TrainableTokensLayer) for module in model.modules())
     initial = getattr(model, "_mmkit_initial_adapter", None)
     conversion = {"path_initial_model_for_weight_conversion": f"{initial.name}/{_INITIAL_ADAPTER}"} if initial else {}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _no_hub_lookup() if initial else contextlib.nullcontext():
         # The conversion loads the initial adapter beside the trained one, and PEFT warns that PiSSA/OLoRA should
         # be converted: this is that conversion.
         warnings.filterwarnings("ignore", message="(PiSSA|OLoRA) changes the base weights")
@@ -98,6 +100,24 @@ def save_adapter(model, folder, state_dict: dict | None = None) -> None:
         )
     if initial:
         _restore_non_lora_weights(model, folder)
+
+
+@contextlib.contextmanager
+def _no_hub_lookup():
+    """PEFT 0.21's conversion reads the initial adapter with save_embedding_layers="auto" (no way to pass False),
+    which asks the Hub whether the base's vocabulary grew; offline that is a warning at every save. Offline mode
+    skips the question; the answer is known (trainable-token rows are saved as such)."""
+    previous = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Could not find a config file")
+            yield
+    finally:
+        if previous is None:
+            del os.environ["HF_HUB_OFFLINE"]
+        else:
+            os.environ["HF_HUB_OFFLINE"] = previous
 
 
 def _restore_non_lora_weights(model, folder) -> None:
