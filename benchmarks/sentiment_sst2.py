@@ -87,18 +87,19 @@ def run_mmkit(args, out: Path) -> dict:
 def padded_tokens(cfg, rows) -> dict:
     """Tokens in the rows vs tokens mmkit's length-grouped batches carry vs shuffled batches padded to their longest."""
     from mmkit.models.families import resolve_model_path
-    from mmkit.data.batching import TrainBatchSampler
+    from mmkit.data.batching import PAD_TO_MULTIPLE_OF, TrainBatchSampler
     from mmkit.data import load_split, subsample
     from mmkit.models.loading import load_tokenizer
 
     tok = load_tokenizer(resolve_model_path(cfg.model.name_or_path), cfg.model)
     split = subsample(load_split(cfg.data.train, "train"), rows, 0)
     lengths = [len(ids) for ids in tok(list(split.dataset["text"]), truncation=True, max_length=512)["input_ids"]]
-    count = lambda sampler: sum(len(b) * max(lengths[i] for i in b) for b in sampler)  # noqa: E731
+    padded = lambda batch, multiple: -(-max(lengths[i] for i in batch) // multiple) * multiple  # noqa: E731
+    count = lambda sampler, multiple=1: sum(len(b) * padded(b, multiple) for b in sampler)  # noqa: E731
     batch, seed = cfg.train.batch_size, cfg.train.seed
     return {
         "real": sum(lengths),
-        "mmkit_batches": count(TrainBatchSampler(lengths, batch, seed)),
+        "mmkit_batches": count(TrainBatchSampler(lengths, batch, seed), PAD_TO_MULTIPLE_OF),
         "shuffled_batches": count(TrainBatchSampler(lengths, batch, seed, group_by_length=False)),
     }
 

@@ -70,3 +70,19 @@ def test_subsample_is_the_hf_shuffle_then_first_rows():
     # Errors still name the row of the original file.
     first = rows["text"].index(split.dataset["text"][0])
     assert split.where(0) == Split("train", "x.jsonl", rows).where(first)
+
+
+def test_text_batches_pad_to_a_multiple_of_8_and_mask_the_padding(tiny_bert):
+    # Few distinct batch shapes keep memory flat as the data grows (README, "Scaling").
+    from transformers import AutoTokenizer
+
+    from mmkit.data.batching import PAD_TO_MULTIPLE_OF
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    collate = SentimentTask(load_config(None), None).collator(tokenizer)
+    for texts in (["good"], ["good film", "a bad bad bad film , really bad bad bad bad"]):
+        rows = [{**tokenizer(t), "labels": 0} for t in texts]
+        batch = collate(rows)
+        assert batch["input_ids"].shape[1] % PAD_TO_MULTIPLE_OF == 0
+        assert batch["input_ids"].shape[1] < max(len(r["input_ids"]) for r in rows) + PAD_TO_MULTIPLE_OF
+        assert batch["attention_mask"].sum(1).tolist() == [len(r["input_ids"]) for r in rows]

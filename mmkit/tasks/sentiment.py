@@ -114,7 +114,9 @@ class SentimentTask(ClassificationTask):
     def collator(self, tokenizer):
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(tokenizer)
+        from mmkit.data.batching import PAD_TO_MULTIPLE_OF
+
+        return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF)
 
     def predict(self, model, tokenizer, labels: list[str] | None, inputs: dict[str, Any]) -> Any:
         import torch
