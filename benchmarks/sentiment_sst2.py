@@ -85,7 +85,8 @@ def run_mmkit(args, out: Path) -> dict:
 
 
 def padded_tokens(cfg, rows) -> dict:
-    """Tokens in the rows vs tokens mmkit's length-grouped batches carry vs shuffled batches padded to their longest."""
+    """Tokens in the rows vs tokens mmkit's length-grouped batches carry (padded as its collator pads them) vs
+    shuffled batches padded to their longest row."""
     from mmkit.models.families import resolve_model_path
     from mmkit.data.batching import PAD_TO_MULTIPLE_OF, TrainBatchSampler
     from mmkit.data import load_split, subsample

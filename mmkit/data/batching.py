@@ -19,8 +19,8 @@ MEGABATCH_BATCHES = 50
 
 # Text batches are padded to a multiple of this many tokens. Each new batch shape costs the CPU kernels a newly
 # cached primitive and the allocator blocks it keeps, so with exact lengths peak memory grew with the data
-# (SST-2, 2k -> 67k rows: +69%, 44 shapes in 20k rows). Rounded up to 8 there are 10 shapes and it grows 19%,
-# for 23% more padded tokens (figures: README, "Scaling").
+# (SST-2, 2k -> 67k rows: +80%, 44 shapes in 20k rows). Rounded up to 8 there are 10 shapes and it levels off
+# from 20k rows on (+18% over 2k), for 23% more padded tokens (figures: README, "Speed on a CPU").
 PAD_TO_MULTIPLE_OF = 8
 
 
