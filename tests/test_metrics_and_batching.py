@@ -73,7 +73,7 @@ def test_subsample_is_the_hf_shuffle_then_first_rows():
 
 
 def test_text_batches_pad_to_a_multiple_of_8_and_mask_the_padding(tiny_bert):
-    # Few distinct batch shapes keep memory flat as the data grows (README, "Scaling").
+    # Few distinct batch shapes keep memory flat as the data grows (README, "Speed on a CPU", the --scaling table).
     from transformers import AutoTokenizer
 
     from mmkit.data.batching import PAD_TO_MULTIPLE_OF
