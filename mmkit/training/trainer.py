@@ -25,6 +25,7 @@ from mmkit.training import distributed
 from mmkit.training.class_weights import resolve_class_weights, weighted_cross_entropy
 from mmkit.training.cpu_dropout import cpu_dropout
 from mmkit.training.evaluation import eval_loader, run_evaluation
+from mmkit.training.fused_lora import fused_lora
 from mmkit.training.loss import labelled_weight, mean_labelled_weight
 from mmkit.training.precision import attention_kernels, resolve_mixed_precision
 from mmkit.runs.run_dir import CONFIG_FILE, TRAIN_LOG_FILE, RunDir, atomic_write_json, atomic_write_text
@@ -428,7 +429,7 @@ class Trainer:
         # train_seconds counts the training steps only: evaluation and checkpoint writing are left out.
         clock = _Stopwatch(state["train_seconds"])
         done = state["global_step"] >= self.total_steps or state["stopped_early"]
-        with attention_kernels(acc), cpu_dropout(self.model, acc.device):
+        with attention_kernels(acc), cpu_dropout(self.model, acc.device), fused_lora(self.model, acc):
             self._train_epochs(bar, say, clock, done)
         bar.close()
         state["train_seconds"] = clock.seconds()

@@ -1,0 +1,77 @@
+"""LoRA's update added inside its second matmul while training on a CPU.
+
+PEFT computes a LoRA linear layer as `base(x) + lora_B(lora_A(x)) * scaling`: after the two small matmuls a
+multiplication and an addition each pass over the (tokens x out_features) output, and the backward pass
+multiplies by `scaling` over it again. `torch.addmm(base(x), lora_A(x), B^T, alpha=scaling)` does the same sum in
+the matmul's own accumulation. Measured with the recipes' settings on all-MiniLM-L6-v2 (a 2-core Intel Xeon, fp32,
+torch 2.13, PEFT 0.22, `benchmarks/`): 5% less time per SST-2 step (r=8, batch 64) and 6% per CoNLL-2003 step
+(r=32, batch 32).
+
+Only plain LoRA (PEFT's `Linear`, one active unmerged adapter, no DoRA-style variant, no LoRA bias), and only
+where one process holds the whole model: FSDP and DeepSpeed gather an adapter's weights in hooks around its
+submodules' own forward, which the fused sum does not call. Evaluation outside training, saving and merging
+see PEFT's module unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def _lora_linear():
+    from peft.tuners.lora.layer import Linear
+
+    return Linear
+
+
+class FusedLoraLinear(_lora_linear()):
+    """PEFT's LoRA `Linear` with the update summed by `addmm`; anything but plain LoRA goes to PEFT's forward."""
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        adapters = self.active_adapters
+        if args or kwargs or self.merged or self.disable_adapters or len(adapters) != 1 or adapters[0] in self.lora_variant:
+            return super().forward(x, *args, **kwargs)
+        adapter = adapters[0]
+        result = self.base_layer(x)
+        lora_in = self._cast_input_dtype(x, self.lora_A[adapter].weight.dtype)
+        hidden = self.lora_A[adapter](self.lora_dropout[adapter](lora_in))
+        out = torch.addmm(
+            result.reshape(-1, result.shape[-1]),
+            hidden.reshape(-1, hidden.shape[-1]),
+            self.lora_B[adapter].weight.t(),
+            alpha=self.scaling[adapter],
+        )
+        return out.view(result.shape).to(result.dtype)
+
+
+def fusable(module: torch.nn.Module) -> bool:
+    """A PEFT LoRA `Linear` (exactly: quantized bases have classes of their own) whose adapters are plain LoRA
+    with the base's dtype (under autocast both are cast alike; without, `addmm` needs one dtype)."""
+    if type(module) is not _lora_linear():
+        return False
+    base = getattr(module.base_layer, "weight", None)
+    return (
+        isinstance(base, torch.Tensor)
+        and not module.lora_variant
+        and all(module.lora_B[name].bias is None for name in module.lora_B)
+        and all(module.lora_A[name].weight.dtype == base.dtype for name in module.lora_A)
+    )
+
+
+@contextlib.contextmanager
+def fused_lora(model: torch.nn.Module, accelerator):
+    """While training `model` on a CPU in one process or under DDP: its plain LoRA linear layers sum their update
+    with `addmm` (`FusedLoraLinear`). Everything is put back on exit."""
+    from accelerate.utils import DistributedType
+
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    swapped = [] if accelerator.device.type != "cpu" or sharded else [m for m in model.modules() if fusable(m)]
+    for module in swapped:
+        module.__class__ = FusedLoraLinear
+    try:
+        yield
+    finally:
+        for module in swapped:
+            module.__class__ = _lora_linear()
