@@ -5,18 +5,21 @@ batch 32, AdamW with linear decay and 5% warmup, E epochs, every sub-token label
 the first: `run_ner --label_all_tokens`), then seqeval entity F1 on the test sentences, one prediction per word
 from its first sub-token. LoRA (both LoRA sides): r=32 alpha=64 dropout 0 on query,key,value,dense, lr 2e-3,
 as recipes/configs/ner_conll2003.yaml. Full fine-tuning: every weight, lr 1e-4, --full-epochs (default: as many
-as LoRA; each of its steps costs more, so it gets more time than LoRA, never less). mmkit runs with its defaults
+as LoRA; each of its steps costs more, so it gets more time than LoRA, never less; a fraction, 3.5, ends it after
+that many epochs' steps, to give it LoRA's time). mmkit runs with its defaults
 (bf16 autocast where the CPU has bf16 units). The Trainer side follows the HF `run_ner` recipe: tokenize with
 truncation at 128 tokens, its label_all_tokens branch, DataCollatorForTokenClassification, fp32.
 
     python benchmarks/ner_conll2003.py                          # 14,041 sentences, 5 epochs
     python benchmarks/ner_conll2003.py --rows 3000 --epochs 1   # a quicker look
     python benchmarks/ner_conll2003.py --sides mmkit,full       # LoRA against full fine-tuning only
+    python benchmarks/ner_conll2003.py --sides full --full-epochs 3.53   # full fine-tuning for 3.53 epochs' steps
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -34,12 +37,15 @@ def run_mmkit(args, out: Path, full: bool = False) -> dict:
     from mmkit.training.finetune import finetune
     from mmkit.training.precision import resolve_mixed_precision
 
+    epochs = (args.full_epochs or args.epochs) if full else args.epochs
+    # A fraction of an epoch (full fine-tuning given LoRA's time) is a number of steps: the schedule ends there.
+    steps = None if float(epochs).is_integer() else round(epochs * math.ceil(args.rows / HPARAMS["batch"]))
     cfg = load_config(
         REPO / "recipes" / "configs" / "ner_conll2003.yaml",
         {
             "data.train": str(DATA / "train.jsonl"), "data.validation": str(DATA / "validation.jsonl"),
             "data.test": str(DATA / "test.jsonl"), "data.max_train_rows": args.rows,
-            "train.epochs": (args.full_epochs or args.epochs) if full else args.epochs, "train.max_steps": None, "train.eval_every": None, "train.save_every": None,
+            "train.epochs": math.ceil(epochs), "train.max_steps": steps, "train.eval_every": None, "train.save_every": None,
             "train.output_dir": str(out / "run"), "train.overwrite": True, "train.seed": args.seed,
             **({"lora.enabled": False, "train.learning_rate": FULL_LR} if full else {}),
         },
@@ -133,7 +139,7 @@ def main() -> int:
     sides = {"mmkit": run_mmkit, "full": run_full, "peer": run_trainer}
     options = {
         "--epochs": {"type": int, "default": 5, "help": "passes over the training rows (default 5, as the recipe)"},
-        "--full-epochs": {"type": int, "default": None, "help": "full fine-tuning's passes (default: --epochs)"},
+        "--full-epochs": {"type": float, "default": None, "help": "full fine-tuning's passes, 3.5 for three and a half (default: --epochs)"},
     }
     args, results = compare(__file__, __doc__, DATA, 14041, "ner_conll2003.json", sides, options)
     sides = {side: fn for side, fn in sides.items() if side in results}
