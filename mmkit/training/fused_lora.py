@@ -17,15 +17,10 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from peft.tuners.lora.layer import Linear as LoraLinear
 
 
-def _lora_linear():
-    from peft.tuners.lora.layer import Linear
-
-    return Linear
-
-
-class FusedLoraLinear(_lora_linear()):
+class FusedLoraLinear(LoraLinear):
     """PEFT's LoRA `Linear` with the update summed by `addmm`; anything but plain LoRA goes to PEFT's forward."""
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -48,7 +43,7 @@ class FusedLoraLinear(_lora_linear()):
 def fusable(module: torch.nn.Module) -> bool:
     """A PEFT LoRA `Linear` (exactly: quantized bases have classes of their own) whose adapters are plain LoRA
     with the base's dtype (under autocast both are cast alike; without, `addmm` needs one dtype)."""
-    if type(module) is not _lora_linear():
+    if type(module) is not LoraLinear:
         return False
     base = getattr(module.base_layer, "weight", None)
     return (
@@ -73,4 +68,4 @@ def fused_lora(model: torch.nn.Module, accelerator):
         yield
     finally:
         for module in swapped:
-            module.__class__ = _lora_linear()
+            module.__class__ = LoraLinear
