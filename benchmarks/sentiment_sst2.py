@@ -57,6 +57,7 @@ def recipe(args, out: Path):
 
 def run_mmkit(args, out: Path) -> dict:
     rows = args.rows
+    from mmkit.data import load_split
     from mmkit.training.finetune import finetune
     from mmkit.runs.inference import evaluate_run, load_trained
 
@@ -80,21 +81,27 @@ def run_mmkit(args, out: Path) -> dict:
         "eval_accuracy": result.metrics["accuracy"],
         "peak_rss_mb": round(peak_rss_mb()),
         "padded_train_tokens": padded_tokens(cfg, rows),
+        "test_tokens": sum(len(ids) for ids in tokenize(cfg, load_split(cfg.data.test, "test").dataset["text"])),
         "batch_size": cfg.train.batch_size,
     }
+
+
+def tokenize(cfg, texts) -> list[list[int]]:
+    from mmkit.models.families import resolve_model_path
+    from mmkit.models.loading import load_tokenizer
+
+    tok = load_tokenizer(resolve_model_path(cfg.model.name_or_path), cfg.model)
+    return tok(list(texts), truncation=True, max_length=512)["input_ids"]
 
 
 def padded_tokens(cfg, rows) -> dict:
     """Tokens in the rows vs tokens mmkit's length-grouped batches carry (padded as its collator pads them) vs
     shuffled batches padded to their longest row."""
-    from mmkit.models.families import resolve_model_path
     from mmkit.data.batching import PAD_TO_MULTIPLE_OF, TrainBatchSampler
     from mmkit.data import load_split, subsample
-    from mmkit.models.loading import load_tokenizer
 
-    tok = load_tokenizer(resolve_model_path(cfg.model.name_or_path), cfg.model)
     split = subsample(load_split(cfg.data.train, "train"), rows, 0)
-    lengths = [len(ids) for ids in tok(list(split.dataset["text"]), truncation=True, max_length=512)["input_ids"]]
+    lengths = [len(ids) for ids in tokenize(cfg, split.dataset["text"])]
     padded = lambda batch, multiple: -(-max(lengths[i] for i in batch) // multiple) * multiple  # noqa: E731
     count = lambda sampler, multiple=1: sum(len(b) * padded(b, multiple) for b in sampler)  # noqa: E731
     batch, seed = cfg.train.batch_size, cfg.train.seed
@@ -236,6 +243,13 @@ def main() -> int:
             print(
                 f"compute floor in {name}: {FLOPS_PER_TOKEN / 1e6:.1f} MFLOP x {tokens['real']:,} tokens at {floor['gflops']:.0f} GFLOP/s "
                 f"(measured) = {floor['floor_s']:.1f} s; mmkit train time = {m['train_s'] / floor['floor_s']:.2f}x this floor"
+            )
+            # Evaluation is the forward pass alone: half the FLOPs per token.
+            eval_floor = m["test_tokens"] * FLOPS_PER_TOKEN / 2 / floor["gflops"] / 1e9
+            floor["eval_floor_s"] = round(eval_floor, 2)
+            print(
+                f"eval floor in {name}: {FLOPS_PER_TOKEN / 2e6:.1f} MFLOP x {m['test_tokens']:,} test tokens = {eval_floor:.2f} s; "
+                f"mmkit eval time = {m['eval_s'] / eval_floor:.2f}x this floor"
             )
         print(f"mmkit ({m['precision']}) time by phase: " + ", ".join(f"{k} {v:.1f} s" for k, v in m["phases_s"].items()))
     if t:

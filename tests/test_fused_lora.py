@@ -1,6 +1,6 @@
-"""LoRA's update summed inside addmm while training on a CPU (mmkit/training/fused_lora.py): the same logits and
-gradients as PEFT's forward, in fp32 and under bf16 autocast, for BERT's Linear and GPT-2's Conv1D bases; PEFT's
-module back on exit; left alone where it does not apply (DoRA, merged adapters, FSDP/DeepSpeed, GPUs)."""
+"""LoRA's update summed inside addmm while training on a CPU, and merged into a temporary weight while evaluating
+(mmkit/training/fused_lora.py): the same logits and gradients as PEFT's forward, in fp32 and under bf16 autocast,
+for BERT's Linear and GPT-2's Conv1D bases; weights unchanged and PEFT's module back on exit; left alone where it does not apply (DoRA, merged adapters, FSDP/DeepSpeed, GPUs)."""
 
 from __future__ import annotations
 
@@ -42,9 +42,9 @@ def logits_and_grads(model, batch, autocast: bool):
     return logits.detach().float(), grads
 
 
-def batch_for(model):
+def batch_for(model, rows: int = 3):
     torch.manual_seed(1)
-    ids = torch.randint(5, model.config.vocab_size, (3, 11))
+    ids = torch.randint(5, model.config.vocab_size, (rows, 11))
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0  # padding, as batches have
     return {"input_ids": ids, "attention_mask": mask}
@@ -75,6 +75,32 @@ def test_fused_lora_gives_peft_logits_and_gradients(tiny_bert, tiny_gpt2, family
     for name in grads:  # bf16: the fused sum rounds once where PEFT rounds the product, the scaled and the sum
         error = (grads[name] - want_grads[name]).norm() / want_grads[name].norm()
         assert error <= (5e-2 if autocast else 1e-5), (name, error.item())
+
+
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_fused_lora_evaluates_through_a_merged_weight_that_it_never_keeps(tiny_bert, tiny_gpt2, family, monkeypatch):
+    if family == "bert":
+        model = lora_model(tiny_bert, targets=["query", "key", "value", "dense"])
+    else:
+        model = lora_model(tiny_gpt2, targets=["c_attn", "c_proj", "c_fc"], fan_in_fan_out=True)
+    model.eval()
+    many, two = batch_for(model, rows=8), {k: v[:1, :2] for k, v in batch_for(model).items()}
+    with torch.inference_mode():
+        want_many, want_two = model(**many).logits, model(**two).logits
+    weights = {name: value.clone() for name, value in model.state_dict().items()}
+    merges = []
+    merge = FusedLoraLinear.get_delta_weight
+    monkeypatch.setattr(FusedLoraLinear, "get_delta_weight", lambda self, adapter: merges.append(self) or merge(self, adapter))
+    with torch.inference_mode(), fused_lora(model, CPU_ONE_PROCESS):
+        layers = [m for m in model.modules() if type(m) is FusedLoraLinear]
+        got_many = model(**many).logits  # 88 tokens: every layer is cheaper through the merged weight
+        assert len(merges) == len(layers) > 0
+        got_two = model(**two).logits  # 2 tokens: cheaper through LoRA's two small matmuls
+        assert len(merges) == len(layers)
+    torch.testing.assert_close(got_many, want_many, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_two, want_two, rtol=1e-5, atol=1e-6)
+    state = model.state_dict()  # the merged weight was a temporary: every weight as it was, bit for bit
+    assert state.keys() == weights.keys() and all(torch.equal(state[name], weights[name]) for name in weights)
 
 
 def test_fused_lora_trains_with_lora_dropout(tiny_bert):

@@ -1,6 +1,7 @@
 """The one evaluation loop (used while training and by `mmkit eval`) and what it writes.
 
-Batches are sorted by length (least padding), run under `inference_mode`, and every output is gathered
+Batches are sorted by length (least padding), run under `inference_mode` (on a CPU with LoRA merged into each
+weight for the call: `mmkit.training.fused_lora`), and every output is gathered
 with `gather_for_metrics`, which drops the samples a multi-process run repeats to even out the last batch.
 """
 
@@ -45,11 +46,13 @@ def run_evaluation(task: Task, model, loader, accelerator, labels: list[str] | N
     import torch
     from tqdm.auto import tqdm
 
+    from mmkit.training.fused_lora import fused_lora
+
     was_training = model.training
     model.eval()
     task.generation_flags = generation_kwargs(accelerator)
     collected: dict[str, list[Any]] = defaultdict(list)
-    with torch.inference_mode(), accelerator.autocast(), attention_kernels(accelerator):
+    with torch.inference_mode(), accelerator.autocast(), attention_kernels(accelerator), fused_lora(model, accelerator):
         for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
             row_index = batch.pop("row_index", None)
             outputs = task.eval_step(model, batch, processor)
