@@ -1,6 +1,7 @@
 """LoRA's update summed inside addmm while training on a CPU, and merged into a temporary weight while evaluating
 (mmkit/training/fused_lora.py): the same logits and gradients as PEFT's forward, in fp32 and under bf16 autocast,
-for BERT's Linear and GPT-2's Conv1D bases; weights unchanged and PEFT's module back on exit; left alone where it does not apply (DoRA, merged adapters, FSDP/DeepSpeed, GPUs)."""
+for BERT's Linear and GPT-2's Conv1D bases; weights unchanged and PEFT's module back on exit; left alone where it
+does not apply (DoRA, merged adapters, FSDP/DeepSpeed, GPUs)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ def test_fused_lora_evaluates_through_a_merged_weight_that_it_never_keeps(tiny_b
     weights = {name: value.clone() for name, value in model.state_dict().items()}
     merges = []
     merge = FusedLoraLinear.get_delta_weight
-    monkeypatch.setattr(FusedLoraLinear, "get_delta_weight", lambda self, adapter: merges.append(self) or merge(self, adapter))
+    counted = lambda self, adapter: merges.append(self) or merge(self, adapter)  # noqa: E731
+    monkeypatch.setattr(FusedLoraLinear, "get_delta_weight", counted)
     with torch.inference_mode(), fused_lora(model, CPU_ONE_PROCESS):
         layers = [m for m in model.modules() if type(m) is FusedLoraLinear]
         got_many = model(**many).logits  # 88 tokens: every layer is cheaper through the merged weight
